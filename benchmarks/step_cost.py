@@ -1,0 +1,232 @@
+"""Cost of one training step (forward + backward) of the paper's "simple ResNet" stage.
+
+A ResidualStack of N pre-activation basic blocks, 16 channels on 10x10 maps, batch 128, for every
+gradient mode (backprop, checkpoint, adjoint), scheme (Euler, Heun) and tied/untied weights, side
+by side in one run. Prints a table of median step time and peak step memory with their ratios
+to backprop (same scheme, same tying, same depth), checks the targets of the core issue, and
+writes JSON and a PNG plot to benchmarks/results/.
+
+Each configuration runs in fresh subprocesses, one for time and one for memory:
+- time: the median wall time of the timed steps, after a warm-up step;
+- memory (CPU): the resident-set high-water mark during one step minus the resident set just
+  before it (VmHWM after a reset through /proc/self/clear_refs, minus VmRSS), in a process
+  started with MALLOC_MMAP_THRESHOLD_=65536 so that every tensor of 64 KiB or more is mapped on
+  allocation and returned to the system when freed: the resident set then follows live tensors
+  instead of the allocator's free lists. On CUDA: torch.cuda.max_memory_allocated.
+
+Usage: python benchmarks/step_cost.py [--depths 8 32 128 512] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODES = ("backprop", "checkpoint", "adjoint")
+SCHEMES = ("euler", "heun")
+TIMED_STEPS = {8: 9, 32: 7, 128: 5, 512: 3}
+
+# Targets of the core issue, at N = 128 (time) and over depth (memory).
+TIME_TARGETS = {("euler", False): 1.75, ("euler", True): 1.5, ("heun", False): 1.6, ("heun", True): 1.6}
+MEMORY_FLATNESS = 1.2  # adjoint activation memory at N = 512 over N = 8
+MEMORY_SHARE = 0.05  # adjoint step memory over backprop's at N = 128
+
+
+# -- worker: one configuration, one measurement ------------------------------------------------
+def build(depth: int, scheme: str, tied: bool, gradient: str, device: str):
+    import torch
+
+    from resnode_lightning.models.blocks import PreActBasicBlock
+    from resnode_lightning.numerics import ResidualStack
+
+    torch.manual_seed(0)
+    if tied:
+        stack = ResidualStack.tied(PreActBasicBlock(16), depth, scheme=scheme, gradient=gradient)
+    else:
+        blocks = [PreActBasicBlock(16) for _ in range(depth)]
+        stack = ResidualStack(blocks, scheme=scheme, gradient=gradient)
+    x = torch.randn(128, 16, 10, 10, device=device, requires_grad=True)  # the stem's output
+    return stack.to(device), x
+
+
+def train_step(stack, x) -> None:
+    out = stack(x)
+    out.square().mean().backward()
+    x.grad = None
+    for p in stack.parameters():
+        p.grad = None
+
+
+def resident_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measure(depth: int, scheme: str, tied: bool, gradient: str, what: str, device: str) -> dict:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
+    warm_stack, warm_x = build(4, scheme, tied, gradient, device)
+    train_step(warm_stack, warm_x)  # first-call costs (kernel selection, thread pool) go here
+    stack, x = build(depth, scheme, tied, gradient, device)
+    gradient_bytes = sum(p.numel() * p.element_size() for p in stack.parameters())
+    train_step(stack, x)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if what == "time":
+        times = []
+        for _ in range(TIMED_STEPS.get(depth, 3)):
+            sync()
+            start = time.perf_counter()
+            train_step(stack, x)
+            sync()
+            times.append(time.perf_counter() - start)
+        return {"seconds": statistics.median(times), "steps": times}
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        train_step(stack, x)
+        peak = torch.cuda.max_memory_allocated() - before
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current VmRSS
+        before = resident_kib("VmRSS")
+        train_step(stack, x)
+        peak = (resident_kib("VmHWM") - before) * 1024
+    return {"bytes": peak, "gradient_bytes": gradient_bytes}
+
+
+# -- driver ------------------------------------------------------------------------------------
+def run_worker(config: dict, what: str, device: str) -> dict:
+    env = dict(os.environ)
+    if what == "memory":
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    cmd = [sys.executable, __file__, "--worker", json.dumps({**config, "what": what, "device": device})]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark worker {config} ({what}) failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def ratio(rows: list[dict], row: dict, key: str) -> float:
+    base = next(r for r in rows if r["mode"] == "backprop" and all(
+        r[k] == row[k] for k in ("depth", "scheme", "tied")))
+    return row[key] / base[key]
+
+
+def report(rows: list[dict]) -> list[str]:
+    """Print the table and return the lines of the target check."""
+    print(f"\n{'scheme':6} {'tied':5} {'mode':10} {'N':>4} {'step s':>8} {'x bp':>6} "
+          f"{'mem MiB':>8} {'x bp':>6} {'act MiB':>8}")
+    for r in rows:
+        r["time_ratio"] = ratio(rows, r, "seconds")
+        r["memory_ratio"] = ratio(rows, r, "bytes")
+        r["activation_bytes"] = r["bytes"] - r["gradient_bytes"]
+        print(f"{r['scheme']:6} {str(r['tied']):5} {r['mode']:10} {r['depth']:>4} {r['seconds']:8.3f} "
+              f"{r['time_ratio']:6.2f} {r['bytes'] / 2**20:8.1f} {r['memory_ratio']:6.3f} "
+              f"{r['activation_bytes'] / 2**20:8.1f}")
+    checks = []
+    depths = sorted({r["depth"] for r in rows})
+    for (scheme, tied), target in TIME_TARGETS.items():
+        r = find(rows, scheme, tied, "adjoint", 128)
+        if r:
+            checks.append(verdict(f"time {scheme} {'tied' if tied else 'untied'} adjoint/backprop at N=128",
+                                  r["time_ratio"], target))
+    for scheme, tied in itertools.product(SCHEMES, (False, True)):
+        low, high = find(rows, scheme, tied, "adjoint", depths[0]), find(rows, scheme, tied, "adjoint", depths[-1])
+        if low and high and low is not high:
+            checks.append(verdict(
+                f"memory {scheme} {'tied' if tied else 'untied'} adjoint activations N={depths[-1]} / N={depths[0]}",
+                high["activation_bytes"] / low["activation_bytes"], MEMORY_FLATNESS))
+        r = find(rows, scheme, tied, "adjoint", 128)
+        if r:
+            checks.append(verdict(f"memory {scheme} {'tied' if tied else 'untied'} adjoint/backprop at N=128",
+                                  r["memory_ratio"], MEMORY_SHARE))
+    print("\nTargets:")
+    for line in checks:
+        print("  " + line)
+    return checks
+
+
+def find(rows, scheme, tied, mode, depth):
+    return next((r for r in rows if (r["scheme"], r["tied"], r["mode"], r["depth"]) == (scheme, tied, mode, depth)),
+                None)
+
+
+def verdict(name: str, value: float, limit: float) -> str:
+    return f"{'met   ' if value <= limit else 'MISSED'} {name}: {value:.3f} (target <= {limit})"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(12, 4.8))
+    colors = {"backprop": "tab:red", "checkpoint": "tab:orange", "adjoint": "tab:blue"}
+    for scheme, tied, mode in itertools.product(SCHEMES, (False, True), MODES):
+        sel = sorted((r for r in rows if (r["scheme"], r["tied"], r["mode"]) == (scheme, tied, mode)),
+                     key=lambda r: r["depth"])
+        if not sel:
+            continue
+        style = dict(color=colors[mode], linestyle="-" if scheme == "euler" else "--",
+                     marker="o" if tied else "s", label=f"{mode} {scheme} {'tied' if tied else 'untied'}")
+        depth = [r["depth"] for r in sel]
+        ax_time.plot(depth, [r["seconds"] for r in sel], **style)
+        ax_mem.plot(depth, [r["bytes"] / 2**20 for r in sel], **style)
+    for ax, label in ((ax_time, "median step time (s)"), (ax_mem, "peak step memory (MiB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("depth N")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_mem.legend(fontsize=7, ncol=2)
+    fig.suptitle("One training step of a 16-channel pre-activation stack, 10x10 maps, batch 128")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--depths", type=int, nargs="+", default=[8, 32, 128, 512])
+    parser.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=SCHEMES)
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--tied", nargs="+", default=["untied", "tied"], choices=["untied", "tied"])
+    parser.add_argument("--quick", action="store_true", help="depths 8 and 128 only")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        config = json.loads(args.worker)
+        what, device = config.pop("what"), config.pop("device")
+        print(json.dumps(measure(**config, what=what, device=device)))
+        return
+    depths = [8, 128] if args.quick else args.depths
+    modes = sorted(set(args.modes) | {"backprop"}, key=MODES.index)
+    configs = [dict(depth=d, scheme=s, tied=t == "tied", gradient=m)
+               for d, s, t, m in itertools.product(depths, args.schemes, args.tied, modes)]
+    rows = []
+    for i, config in enumerate(configs, 1):
+        started = time.perf_counter()
+        result = {**run_worker(config, "time", args.device), **run_worker(config, "memory", args.device)}
+        rows.append({**{k: v for k, v in config.items() if k != "gradient"}, "mode": config["gradient"], **result})
+        print(f"[{i}/{len(configs)}] {config} {result['seconds']:.3f} s/step, "
+              f"{result['bytes'] / 2**20:.1f} MiB ({time.perf_counter() - started:.0f} s)", flush=True)
+    checks = report(rows)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "step_cost.json").write_text(json.dumps({"rows": rows, "targets": checks}, indent=1))
+    plot(rows, RESULTS / "step_cost.png")
+    print(f"\nwrote {RESULTS / 'step_cost.json'} and {RESULTS / 'step_cost.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The memory-free adjoint backward of a residual stack (METHOD.md; paper eq. 6, 7 and 9).
+
+Forward: run the stack without building a graph and keep only the output x_N (and, with
+``anchor_every=k``, the true states x_0, x_k, x_2k, ...). Backward: walk the stack in reverse
+depth, rebuilding each state with the reversed step rule, then take the vector-Jacobian product
+of the step at the rebuilt state:
+
+    a_N = dL/dx_N,  x̃_N = x_N
+    for n = N−1 .. 0:
+        x̃_n = reverse(x̃_{n+1})                       (or the stored x_n at an anchor)
+        x_{n+1}' = step(x̃_n)  recomputed with autograd on
+        dL/dθ += [∂_θ x_{n+1}']^T a_{n+1},   a_n = [∂_x x_{n+1}']^T a_{n+1}
+
+!!! warning
+    The gradients are approximate: x̃_n differs from x_n by the reversal's accumulated error,
+    O(1/N) for Euler and O(Δ/N + 1/N²) for Heun, Δ = max ‖θ_{n+1} − θ_n‖ (Prop. 3-6). They are
+    exact when f ≡ 0 and with ``anchor_every=1``. At small depth, or from scratch, they can be
+    too wrong to train on (the paper's Fig. 3b): compare with ``gradient="backprop"`` first.
+
+Guarantees:
+- Activation memory: one step's graph at a time, so it does not grow with N (plus ⌈N/k⌉
+  stored states with anchors). Parameter gradients are accumulated into one buffer each.
+- Compute: per step one rebuild evaluation (Euler; two for Heun) plus the recompute and its VJP.
+  The rebuild reuses the recompute of the step above whenever it evaluates the same function at
+  the same point: f_{n+1}(x̃_{n+1}) for Heun, and f(x̃_{n+1}) when f_n is f_{n+1} (tied Euler).
+- Every unique parameter is an input of the autograd Function and receives its gradient as an
+  output (no nested ``.backward()``): DDP's reducer sees them like any other gradient. Tied
+  weights get the sum over all steps. Frozen parameters get no gradient and no VJP work; the
+  sweep stops at the lowest step that still has something to differentiate.
+- Running buffers (BatchNorm statistics) come out of backward as the forward left them; train
+  mode BatchNorm normalises the rebuilt states with their own batch statistics, and every
+  module keeps its mode. Under autocast the rebuild replays the forward's autocast state while
+  the residual stream keeps its own dtype.
+
+Why the rebuilt states' own batch statistics, not the forward's replayed: measured by
+``benchmarks/batchnorm_statistics.py`` (untied Euler, pre-activation blocks, float64, relative
+error of all parameter gradients against backprop, median of 3 seeds), rebuilding is never worse:
+
+    N                       4        8        16       32       64
+    random  rebuilt      1.02e-1  5.08e-2  2.76e-2  1.48e-2  8.81e-3
+            replayed     1.11e-1  5.19e-2  2.84e-2  1.50e-2  8.88e-3
+    smooth  rebuilt      1.27e-1  7.67e-2  4.79e-2  3.13e-2  2.09e-2
+            replayed     1.61e-1  8.64e-2  5.08e-2  3.12e-2  2.06e-2
+
+Rebuilding also keeps f a function of its input alone, which the reuse of evaluations above
+needs (a replayed evaluation would carry the statistics of another step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .buffers import preserved_buffers, unique_buffers
+from .schemes import Euler, Heun
+from .trajectory import evaluate, second_stage_index, step_functions
+
+
+@dataclass(frozen=True)
+class AdjointRun:
+    """What the backward needs to know about the stack, fixed at forward time."""
+
+    blocks: tuple[nn.Module, ...]
+    scheme: type[Euler] | type[Heun]
+    h: float
+    anchor_every: int | None
+
+    def is_anchor(self, n: int) -> bool:
+        return self.anchor_every is not None and n % self.anchor_every == 0
+
+    def step_parameters(self, n: int, trainable: set[int]) -> list[Tensor]:
+        """The trainable parameters that step n depends on, each once."""
+        modules = {id(self.blocks[n]): self.blocks[n]}
+        if self.scheme.evaluations > 1:
+            second = self.blocks[second_stage_index(n, len(self.blocks))]
+            modules.setdefault(id(second), second)
+        params = (p for m in modules.values() for p in m.parameters())
+        return list({id(p): p for p in params if id(p) in trainable}.values())
+
+
+def _autocast_state(device_type: str) -> tuple[str, bool, torch.dtype]:
+    return device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+
+
+class AdjointIntegration(torch.autograd.Function):
+    """x_0 ↦ x_N through the stack, with the reverse-depth adjoint as its backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, run: AdjointRun, *params: Tensor) -> Tensor:
+        anchors = []
+        for n in range(len(run.blocks)):
+            if run.is_anchor(n):
+                anchors.append(x)
+            x, _ = run.scheme.step(x, run.h, *step_functions(run.blocks, n))
+        ctx.save_for_backward(x, *anchors)
+        ctx.run = run
+        ctx.params = params
+        ctx.autocast = _autocast_state(x.device.type)
+        return x
+
+    @staticmethod
+    def backward(ctx: Any, a: Tensor) -> tuple[Tensor | None, ...]:
+        run: AdjointRun = ctx.run
+        x, *stored = ctx.saved_tensors
+        anchors = dict(zip(range(0, len(run.blocks), run.anchor_every or 1), stored))
+        need_input = ctx.needs_input_grad[0]
+        trainable = {id(p) for p, need in zip(ctx.params, ctx.needs_input_grad[2:]) if need}
+        step_params = [run.step_parameters(n, trainable) for n in range(len(run.blocks))]
+        # Below the lowest step with a trainable parameter there is nothing to differentiate.
+        stop = 0 if need_input else next((n for n, ps in enumerate(step_params) if ps), len(step_params))
+
+        grads: dict[int, Tensor] = {}
+        cached: tuple[nn.Module, Tensor] | None = None  # f_{n+1}(x̃_{n+1}) from the recompute above
+        device_type, autocast_on, autocast_dtype = ctx.autocast
+        with preserved_buffers(unique_buffers(run.blocks)), torch.autocast(
+            device_type, dtype=autocast_dtype, enabled=autocast_on
+        ):
+            for n in reversed(range(stop, len(run.blocks))):
+                f, f_next = step_functions(run.blocks, n)
+                if n in anchors:
+                    x = anchors[n]
+                else:
+                    x = run.scheme.reverse(x, run.h, f, f_next, _first_reverse_evaluation(run, n, x, cached))
+                need_state = need_input or n > stop
+                with torch.enable_grad():
+                    state = x.detach().requires_grad_(need_state)
+                    x_next, k = run.scheme.step(state, run.h, f, f_next)
+                    inputs = ([state] if need_state else []) + step_params[n]
+                    vjp = torch.autograd.grad(x_next, inputs, a)
+                cached = (run.blocks[n], k.detach())
+                if need_state:
+                    a, vjp = vjp[0], vjp[1:]
+                for p, g in zip(step_params[n], vjp):
+                    if id(p) in grads:
+                        grads[id(p)] += g
+                    else:
+                        grads[id(p)] = g
+        return (a if need_input else None, None, *(grads.get(id(p)) for p in ctx.params))
+
+
+def _first_reverse_evaluation(
+    run: AdjointRun, n: int, x_next: Tensor, cached: tuple[nn.Module, Tensor] | None
+) -> Tensor:
+    """The reversal of step n starts by evaluating one function at x̃_{n+1}; reuse the
+    recompute of step n+1 when that is the same function at the same point."""
+    index = second_stage_index(n, len(run.blocks)) if run.scheme.reversal_evaluates_next else n
+    if cached is not None and cached[0] is run.blocks[index]:
+        return cached[1]
+    return evaluate(run.blocks[index], index, x_next)
+
+
+def adjoint_integrate(
+    x: Tensor,
+    blocks: Sequence[nn.Module],
+    scheme: type[Euler] | type[Heun],
+    h: float,
+    anchor_every: int | None = None,
+) -> Tensor:
+    """Integrate the stack with the memory-free adjoint as backward (see the module docstring)."""
+    params = tuple(dict.fromkeys(p for b in blocks for p in b.parameters() if p.requires_grad))
+    run = AdjointRun(tuple(blocks), scheme, h, anchor_every)
+    return AdjointIntegration.apply(x, run, *params)

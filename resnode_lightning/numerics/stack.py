@@ -1,0 +1,211 @@
+"""ResidualStack: N residual functions integrated by Euler or Heun, with a choice of backward."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .adjoint import adjoint_integrate
+from .buffers import preserved_buffers, unique_buffers
+from .schemes import SCHEMES, SchemeName
+from .trajectory import integrate
+
+GradientMode = Literal["backprop", "checkpoint", "adjoint"]
+StepRule = Literal["1/depth", "1"]
+Interpolation = Literal["constant", "linear"]
+
+GRADIENT_MODES: tuple[str, ...] = ("backprop", "checkpoint", "adjoint")
+STEP_RULES: tuple[str, ...] = ("1/depth", "1")
+
+
+def _choice(argument: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{argument}={value!r} is not one of {', '.join(map(repr, choices))}.")
+    return value
+
+
+class ResidualStack(nn.Module):
+    """A residual stack x_0 ↦ x_N over N same-shape residual functions f_0 .. f_{N−1}.
+
+    Euler: x_{n+1} = x_n + h f_n(x_n) (a ResNet); Heun: the two-stage rule of
+    :class:`~resnode_lightning.numerics.schemes.Heun` (a HeunNet), whose last step uses f_{N−1}
+    twice. With ``step="1/depth"`` (h = 1/N) the stack is the Euler/Heun discretisation of the
+    Neural ODE dx/ds = f(x; θ(s)) on [0, 1]; ``step="1"`` is the classical ResNet rule.
+
+    Weights are tied when the same module is used at every step (:meth:`tied`); its gradient is
+    the sum over steps. Any module may be shared; sharing is read from object identity.
+
+    Args:
+        blocks: the residual functions, one per step; each maps a tensor to one of its shape.
+        scheme: ``"euler"`` (order 1) or ``"heun"`` (order 2).
+        step: ``"1/depth"`` for h = 1/N, ``"1"`` for h = 1.
+        gradient: how backward works. ``"backprop"``: plain autograd, exact, memory O(N).
+            ``"checkpoint"``: exact recomputation (non-reentrant ``torch.utils.checkpoint``) of
+            segments of ``anchor_every`` steps (default ⌈√N⌉), memory O(N/k + k).
+            ``"adjoint"``: the memory-free reverse-depth adjoint of
+            :mod:`~resnode_lightning.numerics.adjoint`; approximate, memory O(1) in N.
+        anchor_every: adjoint only stores the true state every k steps and restarts the
+            reconstruction from it (memory O(N/k), error reset per segment; k = 1 is exact);
+            checkpoint uses it as the segment length.
+
+    ``gradient`` and ``anchor_every`` are plain attributes: they may be changed between steps.
+    Running buffers (BatchNorm) are updated once per forward in every mode.
+    """
+
+    def __init__(
+        self,
+        blocks: Sequence[nn.Module],
+        scheme: SchemeName = "euler",
+        step: StepRule = "1/depth",
+        gradient: GradientMode = "backprop",
+        anchor_every: int | None = None,
+    ) -> None:
+        super().__init__()
+        if len(blocks) < 1:
+            raise ValueError("a ResidualStack needs depth >= 1 (at least one residual function), got 0.")
+        self.blocks = nn.ModuleList(blocks)
+        self.scheme = scheme
+        self.step = step
+        self.gradient = gradient
+        self.anchor_every = anchor_every
+
+    @classmethod
+    def tied(cls, block: nn.Module, depth: int, **options) -> ResidualStack:
+        """A stack that applies the one module ``block`` at each of ``depth`` steps."""
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be an integer >= 1, got {depth!r}.")
+        return cls([block] * depth, **options)
+
+    # -- validated settings ---------------------------------------------------------------
+    @property
+    def scheme(self) -> str:
+        return self._scheme
+
+    @scheme.setter
+    def scheme(self, value: str) -> None:
+        self._scheme = _choice("scheme", value, tuple(SCHEMES))
+
+    @property
+    def step(self) -> str:
+        return self._step
+
+    @step.setter
+    def step(self, value: str) -> None:
+        self._step = _choice("step", str(value), STEP_RULES)
+
+    @property
+    def gradient(self) -> str:
+        return self._gradient
+
+    @gradient.setter
+    def gradient(self, value: str) -> None:
+        self._gradient = _choice("gradient", value, GRADIENT_MODES)
+
+    @property
+    def anchor_every(self) -> int | None:
+        return self._anchor_every
+
+    @anchor_every.setter
+    def anchor_every(self, value: int | None) -> None:
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"anchor_every must be None or an integer >= 1, got {value!r}.")
+        self._anchor_every = value
+
+    # -- derived quantities ---------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def h(self) -> float:
+        return 1.0 / self.depth if self.step == "1/depth" else 1.0
+
+    @property
+    def is_tied(self) -> bool:
+        return all(b is self.blocks[0] for b in self.blocks)
+
+    def extra_repr(self) -> str:
+        anchors = f", anchor_every={self.anchor_every}" if self.anchor_every else ""
+        return (
+            f"depth={self.depth}, scheme={self.scheme!r}, step={self.step!r}, "
+            f"gradient={self.gradient!r}, tied={self.is_tied}{anchors}"
+        )
+
+    # -- forward --------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        scheme = SCHEMES[self.scheme]
+        needs_graph = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        if not needs_graph or self.gradient == "backprop":
+            return integrate(x, self.blocks, scheme, self.h)
+        if self.gradient == "adjoint":
+            return adjoint_integrate(x, self.blocks, scheme, self.h, self.anchor_every)
+        return self._checkpointed(x, scheme)
+
+    def _checkpointed(self, x: Tensor, scheme) -> Tensor:
+        segment = self.anchor_every or math.ceil(math.sqrt(self.depth))
+        buffers = unique_buffers(self.blocks)
+
+        def contexts():
+            # The recompute must not move BatchNorm's running statistics a second time.
+            return contextlib.nullcontext(), preserved_buffers(buffers)
+
+        for start in range(0, self.depth, segment):
+            stop = min(start + segment, self.depth)
+            x = checkpoint(
+                integrate, x, self.blocks, scheme, self.h, start, stop,
+                use_reentrant=False, context_fn=contexts,
+            )
+        return x
+
+    # -- changes of weights ---------------------------------------------------------------
+    def untie(self) -> ResidualStack:
+        """Give every step its own copy of its function; the stack computes the same function.
+
+        Tied weights θ_n = θ become N independent copies θ_n = θ (the paper's untying).
+        """
+        self.blocks = nn.ModuleList(copy.deepcopy(b) for b in self.blocks)
+        return self
+
+    def deepen(self, depth: int, interpolation: Interpolation = "constant") -> ResidualStack:
+        """Change the depth N → M, keeping θ as a function of depth s ∈ [0, 1].
+
+        Block i of the new stack takes the weights of old block j = ⌊i·N/M⌋ (piecewise constant
+        in depth, as the paper does), or with ``interpolation="linear"`` the mix
+        (1 − w) θ_j + w θ_{j+1}, w = i·N/M − j, of the two neighbours. A tied stack stays tied.
+        With h = 1/M the function changes only by the discretisation error, O(1/N) for Euler.
+        """
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be an integer >= 1, got {depth!r}.")
+        _choice("interpolation", interpolation, ("constant", "linear"))
+        old = list(self.blocks)
+        if self.is_tied:
+            self.blocks = nn.ModuleList([old[0]] * depth)
+            return self
+        new = []
+        for i in range(depth):
+            position = i * len(old) / depth
+            j = int(position)
+            block = copy.deepcopy(old[j])
+            w = position - j
+            if interpolation == "linear" and w > 0 and j + 1 < len(old):
+                _mix_into(block, old[j], old[j + 1], w)
+            new.append(block)
+        self.blocks = nn.ModuleList(new)
+        return self
+
+
+@torch.no_grad()
+def _mix_into(target: nn.Module, a: nn.Module, b: nn.Module, w: float) -> None:
+    """target ← (1 − w) a + w b for every floating-point parameter and buffer."""
+    for t, x, y in zip(target.state_dict().values(), a.state_dict().values(), b.state_dict().values()):
+        if t.is_floating_point():
+            t.copy_(torch.lerp(x, y, w))

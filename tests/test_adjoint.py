@@ -1,0 +1,246 @@
+"""The memory-free adjoint: the claims of METHOD.md, checked against plain backprop in float64."""
+
+import math
+
+import pytest
+import torch
+from stacks import (
+    conv_block,
+    gradients,
+    parameter_error,
+    random_blocks,
+    relative_error,
+    smooth_blocks,
+    stack_of,
+    tanh_block,
+)
+from torch import nn
+
+from resnode_lightning.numerics import ResidualStack
+
+SCHEMES = ["euler", "heun"]
+
+
+def vectors(batch: int = 8, width: int = 6) -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(batch, width, dtype=torch.float64)
+
+
+def images(batch: int = 8, channels: int = 4, size: int = 5) -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(batch, channels, size, size, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("tied", [False, True])
+def test_adjoint_is_exact_when_the_residual_is_zero(scheme, tied):
+    """Zero-initialised last BatchNorm: f ≡ 0, the reversal is exact, gradients equal backprop's
+    (including those of the inner convolutions and BN, which see train-mode batch statistics)."""
+    blocks = random_blocks(lambda: conv_block(zero_init_last_bn=True), 6)
+    stack = stack_of([blocks[0]] * 6 if tied else blocks, scheme=scheme)
+    out_bp, dx_bp, dp_bp, _ = gradients(stack, images(), "backprop")
+    out_adj, dx_adj, dp_adj, _ = gradients(stack, images(), "adjoint")
+    assert torch.equal(out_adj, out_bp)
+    assert torch.allclose(dx_adj, dx_bp, rtol=1e-10, atol=1e-14)
+    for g, r in zip(dp_adj, dp_bp):
+        assert torch.allclose(g, r, rtol=1e-9, atol=1e-14)
+    assert relative_error(dp_adj, dp_bp) < 1e-10
+
+
+def test_euler_error_falls_like_one_over_depth():
+    depths = [8, 16, 32, 64]
+    errors = [parameter_error(stack_of(smooth_blocks(tanh_block, n)), vectors()) for n in depths]
+    rates = [math.log2(a / b) for a, b in zip(errors, errors[1:])]
+    assert all(0.7 < r < 1.5 for r in rates), (errors, rates)
+
+
+def test_error_falls_with_depth_for_batchnorm_blocks():
+    for scheme in SCHEMES:
+        errors = [parameter_error(stack_of(random_blocks(conv_block, n), scheme=scheme), images())
+                  for n in (8, 64)]
+        assert errors[1] < errors[0] / 4, (scheme, errors)
+
+
+@pytest.mark.parametrize("depth", [8, 32])
+def test_heun_beats_euler_when_weights_are_smooth_in_depth(depth):
+    blocks = smooth_blocks(tanh_block, depth)
+    euler = parameter_error(stack_of(blocks, scheme="euler"), vectors())
+    heun = parameter_error(stack_of(blocks, scheme="heun"), vectors())
+    assert heun < euler / 30, (euler, heun)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_tied_weights_get_the_sum_over_all_steps(scheme):
+    """The reference code returned one step's share (1/N of the gradient); here the tied
+    gradient matches backprop's to the method's accuracy, and its norm is not 1/N of it."""
+    torch.manual_seed(0)
+    stack = stack_of([tanh_block()] * 32, scheme=scheme)
+    _, _, reference, _ = gradients(stack, vectors(), "backprop")
+    _, _, adjoint, _ = gradients(stack, vectors(), "adjoint")
+    assert relative_error(adjoint, reference) < 1e-2
+    norms = [torch.cat([g.flatten() for g in gs]).norm() for gs in (adjoint, reference)]
+    assert norms[0] / norms[1] == pytest.approx(1.0, abs=1e-2)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("tied", [False, True])
+def test_checkpoint_gradients_equal_backprop(scheme, tied):
+    blocks = random_blocks(conv_block, 7)
+    stack = stack_of([blocks[0]] * 7 if tied else blocks, scheme=scheme)
+    out_bp, dx_bp, dp_bp, _ = gradients(stack, images(), "backprop")
+    out_ck, dx_ck, dp_ck, _ = gradients(stack, images(), "checkpoint")
+    assert torch.equal(out_ck, out_bp)
+    assert torch.allclose(dx_ck, dx_bp, rtol=1e-12, atol=1e-15)
+    assert relative_error(dp_ck, dp_bp) < 1e-12
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_anchors_lower_the_error_and_every_step_anchored_is_exact(scheme):
+    """Restarting the reconstruction from a stored state every k steps: the error grows with k
+    and vanishes at k = 1."""
+    stack = stack_of(random_blocks(conv_block, 16), scheme=scheme)
+    x = images()
+    errors = [parameter_error(stack, x, anchor_every=k) for k in (1, 2, 4, 8, None)]
+    assert errors[0] < 1e-10
+    assert all(a < b for a, b in zip(errors, errors[1:])), errors
+
+
+@pytest.mark.parametrize("mode", ["adjoint", "checkpoint"])
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("tied", [False, True])
+def test_running_statistics_match_backprop_after_one_step(mode, scheme, tied):
+    """One forward + backward moves BatchNorm's running mean/var and num_batches_tracked exactly
+    as backprop does, and every module leaves backward in the mode it entered."""
+    blocks = random_blocks(conv_block, 5)
+    stack = stack_of([blocks[0]] * 5 if tied else blocks, scheme=scheme)
+    if not tied:
+        stack.blocks[2].eval()  # a frozen-statistics block among training ones
+    modes = [m.training for m in stack.modules()]
+    _, _, _, after_bp = gradients(stack, images(), "backprop")
+    _, _, _, after = gradients(stack, images(), mode)
+    for (name, b), (_, r) in zip(after.named_buffers(), after_bp.named_buffers()):
+        assert torch.equal(b, r), name
+    assert [m.training for m in after.modules()] == modes
+    assert [m.training for m in after_bp.modules()] == modes
+
+
+def test_frozen_parameters_get_no_gradient_and_no_backward_work():
+    """With the input frozen too, the reverse sweep stops at the lowest trainable block: frozen
+    blocks below it are never evaluated during backward."""
+    stack = stack_of(random_blocks(tanh_block, 8), gradient="adjoint")
+    for block in stack.blocks[:5]:
+        block.requires_grad_(False)
+    calls = [0] * 8
+    for i, block in enumerate(stack.blocks):
+        block.register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
+    out = stack(vectors())
+    calls[:] = [0] * 8
+    (out**2).mean().backward()
+    assert calls[:5] == [0] * 5 and all(c > 0 for c in calls[5:])
+    assert all(p.grad is None for b in stack.blocks[:5] for p in b.parameters())
+    assert all(p.grad is not None for b in stack.blocks[5:] for p in b.parameters())
+
+
+def test_input_gradient_only_when_the_input_needs_one():
+    stack = stack_of(random_blocks(tanh_block, 4), gradient="adjoint")
+    x = vectors()
+    (stack(x) ** 2).sum().backward()
+    assert x.grad is None and all(p.grad is not None for p in stack.parameters())
+
+
+def count_backward_evaluations(stack: ResidualStack, x: torch.Tensor) -> int:
+    calls = []
+    for block in dict.fromkeys(stack.blocks):
+        block.register_forward_hook(lambda *_: calls.append(1))
+    out = stack(x.requires_grad_(True))
+    calls.clear()
+    out.sum().backward()
+    return len(calls)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "tied", "evaluations"),
+    [("euler", False, lambda n: 2 * n), ("euler", True, lambda n: n + 1),
+     ("heun", False, lambda n: 3 * n + 1), ("heun", True, lambda n: 3 * n + 1)],
+)
+def test_backward_reuses_the_recompute_to_rebuild(scheme, tied, evaluations):
+    """Euler: a rebuild and a recompute per step, but with tied weights the recompute f(x̃_n)
+    is the rebuild of x̃_{n−1}. Heun: the recompute's f_n(x̃_n) is the first rebuild evaluation
+    of step n − 1, so three evaluations per step instead of four."""
+    n = 10
+    blocks = random_blocks(tanh_block, n)
+    stack = stack_of([blocks[0]] * n if tied else blocks, scheme=scheme, gradient="adjoint")
+    assert count_backward_evaluations(stack, vectors()) == evaluations(n)
+
+
+def saved_activation_bytes(stack: ResidualStack, x: torch.Tensor) -> int:
+    """Bytes the autograd graph keeps for backward, parameters (stored anyway) excluded."""
+    parameters = {p.data_ptr() for p in stack.parameters()}
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        if t.data_ptr() not in parameters:
+            total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        stack(x.requires_grad_(True))
+    return total
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_adjoint_graph_memory_does_not_grow_with_depth(tied):
+    saved = {}
+    for mode in ("adjoint", "backprop"):
+        for depth in (4, 32):
+            blocks = random_blocks(conv_block, depth)
+            stack = stack_of([blocks[0]] * depth if tied else blocks, gradient=mode)
+            saved[mode, depth] = saved_activation_bytes(stack, images())
+    assert saved["adjoint", 32] == saved["adjoint", 4] == images().numel() * 8
+    assert saved["backprop", 32] / saved["backprop", 4] == pytest.approx(8, rel=0.05)
+
+
+def test_anchors_store_one_state_per_segment():
+    stack = stack_of(random_blocks(conv_block, 16), gradient="adjoint", anchor_every=4)
+    assert saved_activation_bytes(stack, images()) == (1 + 4) * images().numel() * 8
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_autocast_is_replayed_in_backward_and_the_stream_keeps_its_dtype(scheme):
+    autocast_seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x):
+            autocast_seen.append(torch.is_autocast_enabled("cpu"))
+            return x * 0
+
+    torch.manual_seed(0)
+    blocks = [nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8)) for _ in range(8)]
+    stacks = {mode: ResidualStack(blocks, scheme=scheme, gradient=mode) for mode in ("backprop", "adjoint")}
+    x = torch.randn(16, 8)
+    grads = {}
+    for mode, stack in stacks.items():
+        stack.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = stack(x)
+        assert out.dtype == torch.float32
+        (out.float() ** 2).mean().backward()  # backward outside the autocast region
+        grads[mode] = [p.grad.clone() for p in stack.parameters()]
+        assert all(p.grad.dtype == torch.float32 for p in stack.parameters())
+    assert relative_error(grads["adjoint"], grads["backprop"]) < 0.05
+
+    probe = ResidualStack([nn.Sequential(Probe()), nn.Linear(8, 8)], scheme=scheme, gradient="adjoint")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = probe(x.requires_grad_(True))
+    autocast_seen.clear()
+    out.sum().backward()
+    assert autocast_seen and all(autocast_seen)
+
+
+def test_float32_matches_float64_to_rounding():
+    blocks = random_blocks(tanh_block, 16)
+    x = vectors()
+    e64 = parameter_error(stack_of(blocks), x)
+    e32 = parameter_error(ResidualStack(blocks).float(), x.float())
+    assert e32 == pytest.approx(e64, rel=0.02)

@@ -1,0 +1,102 @@
+"""ResidualStack: one function, three ways to differentiate it, and clear errors."""
+
+import pytest
+import torch
+from stacks import conv_block, gradients, random_blocks, stack_of, tanh_block
+from torch import nn
+
+from resnode_lightning.numerics import ResidualStack
+
+
+@pytest.mark.parametrize("scheme", ["euler", "heun"])
+@pytest.mark.parametrize("tied", [False, True])
+def test_forward_is_identical_in_every_gradient_mode(scheme, tied):
+    blocks = random_blocks(conv_block, 6)
+    stack = stack_of([blocks[0]] * 6 if tied else blocks, scheme=scheme)
+    x = torch.randn(4, 4, 5, 5, dtype=torch.float64)
+    outputs = [gradients(stack, x, mode)[0] for mode in ("backprop", "checkpoint", "adjoint")]
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
+    with torch.no_grad():
+        assert torch.equal(stack(x), outputs[0])
+
+
+def test_gradient_mode_can_change_between_steps():
+    stack = stack_of(random_blocks(tanh_block, 8))
+    x = torch.randn(3, 6, dtype=torch.float64)
+    backprop = gradients(stack, x, "backprop")[2]
+    stack.gradient = "adjoint"
+    adjoint = gradients(stack, x, stack.gradient)[2]
+    assert not all(torch.equal(a, b) for a, b in zip(adjoint, backprop))
+    stack.gradient = "backprop"
+    assert all(torch.equal(a, b) for a, b in zip(gradients(stack, x, stack.gradient)[2], backprop))
+
+
+def test_step_size_is_one_over_depth_or_one():
+    assert ResidualStack(random_blocks(tanh_block, 8)).h == 1 / 8
+    assert ResidualStack(random_blocks(tanh_block, 8), step="1").h == 1.0
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: ResidualStack([]), "depth >= 1"),
+        (lambda: ResidualStack.tied(nn.Identity(), 0), "depth must be an integer >= 1"),
+        (lambda: ResidualStack([nn.Identity()], scheme="rk4"), "scheme='rk4' is not one of 'euler', 'heun'"),
+        (lambda: ResidualStack([nn.Identity()], gradient="exact"), "gradient='exact' is not one of"),
+        (lambda: ResidualStack([nn.Identity()], step="0.5"), "step='0.5' is not one of"),
+        (lambda: ResidualStack([nn.Identity()], anchor_every=0), "anchor_every must be None or an integer"),
+    ],
+)
+def test_bad_arguments_are_refused_by_name(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+@pytest.mark.parametrize("gradient", ["backprop", "checkpoint", "adjoint"])
+def test_a_shape_changing_residual_function_is_refused(gradient):
+    stack = ResidualStack([nn.Identity(), nn.Conv2d(4, 8, 1)], gradient=gradient)
+    with pytest.raises(ValueError, match=r"residual function 1 \(Conv2d\) maps a tensor of shape"):
+        stack(torch.randn(2, 4, 3, 3))
+
+
+def test_a_broadcasting_residual_function_is_refused():
+    """x + h f(x) would broadcast an output of shape (B, C, 1, 1) silently."""
+    stack = ResidualStack([nn.AdaptiveAvgPool2d(1)])
+    with pytest.raises(ValueError, match="needs f\\(x\\) with the shape of x"):
+        stack(torch.randn(2, 4, 3, 3))
+
+
+def test_tied_stack_shares_one_module_and_untie_copies_it():
+    block = tanh_block()
+    stack = ResidualStack.tied(block, 5)
+    assert stack.is_tied and len(list(stack.parameters())) == 4
+    x = torch.randn(3, 6)
+    before = stack(x)
+    stack.untie()
+    assert not stack.is_tied and len(list(stack.parameters())) == 20
+    assert torch.equal(stack(x), before)
+
+
+def test_deepening_takes_block_floor_of_i_n_over_m():
+    stack = stack_of(random_blocks(tanh_block, 4))
+    deep = stack_of(random_blocks(tanh_block, 4)).deepen(10)
+    assert deep.depth == 10 and not deep.is_tied
+    for i, block in enumerate(deep.blocks):
+        assert torch.equal(block[0].weight, stack.blocks[i * 4 // 10][0].weight)
+        assert block is not stack.blocks[i * 4 // 10]
+
+
+@pytest.mark.parametrize(("tied", "interpolation"), [(True, "constant"), (False, "constant"), (False, "linear")])
+def test_deepened_stacks_converge_at_rate_one_over_depth(tied, interpolation):
+    """With h = 1/M the deepened stack is an Euler discretisation of one ODE (θ(s) piecewise
+    constant or linear in depth): its output moves by O(1/M) and converges as M grows."""
+    blocks = random_blocks(tanh_block, 4)
+    x = torch.randn(5, 6, dtype=torch.float64)
+    outputs = {}
+    for m in (16, 32, 64, 4096):
+        stack = stack_of([blocks[0]] * 4 if tied else blocks).deepen(m, interpolation)
+        assert stack.is_tied == tied
+        outputs[m] = stack(x)
+    errors = [(outputs[m] - outputs[4096]).abs().max().item() for m in (16, 32, 64)]
+    assert errors[0] / errors[1] == pytest.approx(2, rel=0.2), errors
+    assert errors[1] / errors[2] == pytest.approx(2, rel=0.2), errors
