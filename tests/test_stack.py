@@ -100,3 +100,28 @@ def test_deepened_stacks_converge_at_rate_one_over_depth(tied, interpolation):
     errors = [(outputs[m] - outputs[4096]).abs().max().item() for m in (16, 32, 64)]
     assert errors[0] / errors[1] == pytest.approx(2, rel=0.2), errors
     assert errors[1] / errors[2] == pytest.approx(2, rel=0.2), errors
+
+
+def test_the_adjoint_refuses_random_layers_it_cannot_rebuild():
+    stack = ResidualStack([nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.1))] * 2, gradient="adjoint")
+    with pytest.raises(ValueError, match=r"cannot rebuild activations through Dropout \(blocks.0.1"):
+        stack(torch.randn(2, 3))
+    stack.eval()
+    stack(torch.randn(2, 3, requires_grad=True)).sum().backward()
+
+
+def test_untie_copies_only_repeated_modules():
+    blocks = random_blocks(tanh_block, 3)
+    stack = ResidualStack(blocks).untie()
+    assert all(a is b for a, b in zip(stack.blocks, blocks))
+    tied = ResidualStack.tied(blocks[0], 3).untie()
+    assert tied.blocks[0] is blocks[0] and len({id(b) for b in tied.blocks}) == 3
+
+
+@pytest.mark.parametrize("scheme", ["euler", "heun"])
+def test_states_are_the_trajectory_that_ends_in_the_output(scheme):
+    stack = ResidualStack(random_blocks(tanh_block, 5), scheme=scheme)
+    x = torch.randn(3, 6)
+    states = stack.states(x)
+    assert states.shape == (6, 3, 6)
+    assert torch.equal(states[0], x) and torch.equal(states[-1], stack(x))

@@ -1,7 +1,21 @@
 """The numerics of residual stacks: step rules, stacks and the adjoint. Imports torch only."""
 
 from .adjoint import adjoint_integrate
-from .schemes import SCHEMES, Euler, Heun
-from .stack import GRADIENT_MODES, ResidualStack
+from .choices import check_choice, choose
+from .schemes import SCHEMES, Euler, Heun, SchemeName
+from .stack import GRADIENT_MODES, GradientMode, Interpolation, ResidualStack, StepRule
 
-__all__ = ["GRADIENT_MODES", "SCHEMES", "Euler", "Heun", "ResidualStack", "adjoint_integrate"]
+__all__ = [
+    "GRADIENT_MODES",
+    "SCHEMES",
+    "Euler",
+    "GradientMode",
+    "Heun",
+    "Interpolation",
+    "ResidualStack",
+    "SchemeName",
+    "StepRule",
+    "adjoint_integrate",
+    "check_choice",
+    "choose",
+]

@@ -10,10 +10,12 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.dropout import _DropoutNd
 from torch.utils.checkpoint import checkpoint
 
 from .adjoint import adjoint_integrate
 from .buffers import preserved_buffers, unique_buffers
+from .choices import check_choice
 from .schemes import SCHEMES, SchemeName
 from .trajectory import integrate
 
@@ -23,12 +25,7 @@ Interpolation = Literal["constant", "linear"]
 
 GRADIENT_MODES: tuple[str, ...] = ("backprop", "checkpoint", "adjoint")
 STEP_RULES: tuple[str, ...] = ("1/depth", "1")
-
-
-def _choice(argument: str, value: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{argument}={value!r} is not one of {', '.join(map(repr, choices))}.")
-    return value
+INTERPOLATIONS: tuple[str, ...] = ("constant", "linear")
 
 
 class ResidualStack(nn.Module):
@@ -90,7 +87,7 @@ class ResidualStack(nn.Module):
 
     @scheme.setter
     def scheme(self, value: str) -> None:
-        self._scheme = _choice("scheme", value, tuple(SCHEMES))
+        self._scheme = check_choice("scheme", value, tuple(SCHEMES))
 
     @property
     def step(self) -> str:
@@ -98,7 +95,7 @@ class ResidualStack(nn.Module):
 
     @step.setter
     def step(self, value: str) -> None:
-        self._step = _choice("step", str(value), STEP_RULES)
+        self._step = check_choice("step", str(value), STEP_RULES)
 
     @property
     def gradient(self) -> str:
@@ -106,7 +103,7 @@ class ResidualStack(nn.Module):
 
     @gradient.setter
     def gradient(self, value: str) -> None:
-        self._gradient = _choice("gradient", value, GRADIENT_MODES)
+        self._gradient = check_choice("gradient", value, GRADIENT_MODES)
 
     @property
     def anchor_every(self) -> int | None:
@@ -147,8 +144,27 @@ class ResidualStack(nn.Module):
         if not needs_graph or self.gradient == "backprop":
             return integrate(x, self.blocks, scheme, self.h)
         if self.gradient == "adjoint":
+            self._refuse_random_layers()
             return adjoint_integrate(x, self.blocks, scheme, self.h, self.anchor_every)
         return self._checkpointed(x, scheme)
+
+    @torch.no_grad()
+    def states(self, x: Tensor) -> Tensor:
+        """The whole trajectory x_0, x_1, .., x_N as one (N + 1, *x.shape) tensor (no graph)."""
+        scheme, states = SCHEMES[self.scheme], [x]
+        for n in range(self.depth):
+            states.append(integrate(states[-1], self.blocks, scheme, self.h, n, n + 1))
+        return torch.stack(states)
+
+    def _refuse_random_layers(self) -> None:
+        for name, module in self.blocks.named_modules():
+            if isinstance(module, _DropoutNd) and module.training and module.p > 0:
+                raise ValueError(
+                    f"gradient='adjoint' cannot rebuild activations through {type(module).__name__} "
+                    f"(blocks.{name}, training mode): its random mask in backward would differ from the "
+                    "forward's. Use gradient='checkpoint' (it replays the random state), set p=0, or "
+                    "put that module in eval mode."
+                )
 
     def _checkpointed(self, x: Tensor, scheme) -> Tensor:
         segment = self.anchor_every or math.ceil(math.sqrt(self.depth))
@@ -170,9 +186,16 @@ class ResidualStack(nn.Module):
     def untie(self) -> ResidualStack:
         """Give every step its own copy of its function; the stack computes the same function.
 
-        Tied weights θ_n = θ become N independent copies θ_n = θ (the paper's untying).
+        Tied weights θ_n = θ become N independent copies θ_n = θ (the paper's untying). Only
+        repeated modules are copied: the first use of each keeps its parameters, so an untied
+        stack is left as it is. The parameter set grows: build the optimizer afterwards.
         """
-        self.blocks = nn.ModuleList(copy.deepcopy(b) for b in self.blocks)
+        seen: set[int] = set()
+        blocks = []
+        for block in self.blocks:
+            blocks.append(copy.deepcopy(block) if id(block) in seen else block)
+            seen.add(id(block))
+        self.blocks = nn.ModuleList(blocks)
         return self
 
     def deepen(self, depth: int, interpolation: Interpolation = "constant") -> ResidualStack:
@@ -185,7 +208,7 @@ class ResidualStack(nn.Module):
         """
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {depth!r}.")
-        _choice("interpolation", interpolation, ("constant", "linear"))
+        check_choice("interpolation", interpolation, INTERPOLATIONS)
         old = list(self.blocks)
         if self.is_tied:
             self.blocks = nn.ModuleList([old[0]] * depth)
