@@ -21,14 +21,18 @@ class PreActBasicBlock(nn.Module):
     """f(x) = bn2(conv2(relu(bn1(conv1(relu(x)))))), two 3x3 convolutions of ``channels``.
 
     Args:
-        channels: input and output channels.
+        channels: output channels (and input channels, unless ``in_channels`` says otherwise).
         zero_init_last_bn: start with bn2's scale at 0, so that f ≡ 0 and the stack is the
             identity at initialisation (the adjoint is then exact).
+        in_channels: input channels when they differ (the first block of a stage); None: same.
+        stride: stride of conv1 (2 halves the resolution, in a stage's first block).
     """
 
-    def __init__(self, channels: int, zero_init_last_bn: bool = False) -> None:
+    def __init__(
+        self, channels: int, zero_init_last_bn: bool = False, in_channels: int | None = None, stride: int = 1
+    ) -> None:
         super().__init__()
-        self.conv1 = conv3x3(channels, channels)
+        self.conv1 = conv3x3(in_channels or channels, channels, stride)
         self.bn1 = nn.BatchNorm2d(channels)
         self.conv2 = conv3x3(channels, channels)
         self.bn2 = nn.BatchNorm2d(channels)
@@ -45,19 +49,29 @@ class PreActBottleneck(nn.Module):
     ``channels // expansion``, 3x3, 1x1 back up to ``channels``.
 
     Args:
-        channels: input and output channels (4x the stage width in a ResNet-50).
+        channels: output channels (4x the stage width in a ResNet-50), and input channels unless
+            ``in_channels`` says otherwise.
         expansion: ratio of ``channels`` to the inner width.
         zero_init_last_bn: start with bn3's scale at 0 (f ≡ 0 at initialisation).
+        in_channels: input channels when they differ (the first block of a stage); None: same.
+        stride: stride of the 3x3 convolution (torchvision's "ResNet v1.5" placement).
     """
 
-    def __init__(self, channels: int, expansion: int = 4, zero_init_last_bn: bool = False) -> None:
+    def __init__(
+        self,
+        channels: int,
+        expansion: int = 4,
+        zero_init_last_bn: bool = False,
+        in_channels: int | None = None,
+        stride: int = 1,
+    ) -> None:
         super().__init__()
         if channels % expansion:
             raise ValueError(f"channels={channels} must be a multiple of expansion={expansion}.")
         width = channels // expansion
-        self.conv1 = conv1x1(channels, width)
+        self.conv1 = conv1x1(in_channels or channels, width)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width)
+        self.conv2 = conv3x3(width, width, stride)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, channels)
         self.bn3 = nn.BatchNorm2d(channels)

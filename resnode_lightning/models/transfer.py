@@ -1,0 +1,225 @@
+"""The paper's weight workflow (its Table 2): pretrain tied, untie into a deeper model, fine-tune
+chosen stages.
+
+- :func:`untie`: tied stacks (θ_n = θ) become N independent copies; same function.
+- :func:`deepen`: change the depth N → M of every stack, θ kept as a function of depth s.
+- :func:`load_weights`: load a checkpoint of another depth, or of a tied model, into a model.
+- :func:`train_only`: freeze everything but the chosen stages.
+
+Each changes the set of parameters or their ``requires_grad``: build the optimizer afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from ..numerics import Interpolation, ResidualStack
+from .resnet import ResNet
+from .simple import SimpleResNet
+
+Model = TypeVar("Model", bound=nn.Module)
+StackedModel = TypeVar("StackedModel", ResNet, SimpleResNet)
+Checkpoint = str | os.PathLike | Mapping[str, Any]
+
+
+def named_stacks(model: nn.Module) -> list[tuple[str, ResidualStack]]:
+    """Every residual stack of the model with its dotted name (e.g. ``"stages.2.stack"``)."""
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, ResidualStack)]
+
+
+def untie(model: Model) -> Model:
+    """Give every step of every stack its own copy of its block (in place, returns the model).
+
+    Tied weights θ_n = θ become N independent copies θ_n = θ, running statistics included, so
+    the network computes exactly the same function, in eval and in train mode; only the number
+    of trainable parameters grows. Stacks whose blocks are already distinct are left alone.
+    """
+    for _, stack in named_stacks(model):
+        stack.untie()
+    return model
+
+
+def deepen(model: StackedModel, depth: int | Sequence[int], interpolation: Interpolation = "constant") -> StackedModel:
+    """Change the depth of every stack (in place, returns the model) by ResidualStack.deepen.
+
+    Block i of a new stack of depth M takes the weights of old block ⌊i·N/M⌋ (or, ``"linear"``,
+    a mix of its two neighbours); tied stacks stay tied. With h = 1/M the function changes only
+    by the discretisation error, O(1/N) for Euler, and converges as M grows.
+
+    Args:
+        model: a :class:`ResNet` or :class:`SimpleResNet`.
+        depth: the new depth as the model's constructor takes it: blocks per stage, transition
+            included, for a ResNet (e.g. [4, 4, 64, 4]); N for a SimpleResNet.
+        interpolation: ``"constant"`` (the paper's rule) or ``"linear"`` in depth.
+    """
+    for stack, stack_depth in zip(model.stacks, model.stack_depths(depth), strict=True):
+        stack.deepen(stack_depth, interpolation)
+    return model
+
+
+def train_only(model: ResNet, stages: Sequence[int]) -> ResNet:
+    """Freeze all of the model but the given stages (in place, returns the model).
+
+    Stages are numbered 1 to 4 as in the paper (stage 3 is ``model.stages[2]``); the stem, the
+    head and the other stages (transition blocks and stacks) are frozen: no gradient, BatchNorm in
+    eval mode whatever ``model.train()`` says (:class:`~.freezing.Freezable`). The paper's CIFAR
+    fine-tuning trains stage 3 only: ``train_only(model, [3])``. Earlier freezing is undone first.
+    """
+    numbers = range(1, len(model.stages) + 1)
+    unknown = [number for number in stages if number not in numbers]
+    if unknown:
+        raise ValueError(
+            f"stages={list(stages)!r} names no stage {unknown[0]!r}: stages are numbered 1 to "
+            f"{len(model.stages)} as in the paper (stage 3 is model.stages[2])."
+        )
+    frozen = ["stem", *(f"stages.{number - 1}" for number in numbers if number not in stages), "head"]
+    model.unfreeze().freeze(frozen)
+    return model
+
+
+def load_weights(model: Model, checkpoint: Checkpoint, interpolation: Interpolation = "constant") -> Model:
+    """Load a checkpoint into a model whose stacks may have other depths or tying (in place).
+
+    Everything outside the stacks (stem, transition blocks, head, with BatchNorm's running
+    statistics) is copied as it is. Each stack is converted by the rule of :func:`deepen`: block i
+    of a target stack of depth M takes source block ⌊i·N/M⌋ of the checkpoint's N; a tied source
+    (all its blocks equal) gives M copies, the paper's transfer of a tied model (4 blocks per
+    stage) into an untied deeper one ([4, 4, 64, 4]).
+
+    Args:
+        model: the target, built with the checkpoint's architecture but any depths and tying.
+        checkpoint: a state_dict, the path of a file saved by ``torch.save`` (read with
+            ``weights_only=True``), or a dict with a ``"state_dict"`` entry (a Lightning
+            checkpoint); a prefix common to its keys such as ``"model."`` is stripped.
+        interpolation: ``"constant"`` (the paper's rule) or ``"linear"`` in depth.
+
+    Raises:
+        ValueError: the checkpoint does not fit: a tensor the model needs is missing, has another
+            shape or is left over (the first one is named), or a tied stack of the model would
+            have to hold different blocks.
+    """
+    target = model.state_dict()
+    source = CheckpointTensors(strip_prefix(read_state_dict(checkpoint), reference=next(iter(target))))
+    stacks = dict(named_stacks(model))
+    converted: dict[str, Tensor] = {}
+    for key, tensor in target.items():
+        owner = next((name for name in stacks if key.startswith(f"{name}.")), None)
+        if owner is None:
+            converted[key] = source.take(key, tensor)
+        elif key not in converted:  # the stack's first key: convert the whole stack
+            converted.update(stack_weights(owner, stacks[owner], source, interpolation))
+    source.check_all_taken()
+    model.load_state_dict(converted)
+    return model
+
+
+def read_state_dict(checkpoint: Checkpoint) -> dict[str, Tensor]:
+    """The tensors of a state_dict, a ``torch.save`` file or a dict with a ``"state_dict"`` entry."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        try:
+            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ValueError(
+                f"{os.fspath(checkpoint)!r} holds objects other than tensors and plain containers, "
+                "which are not loaded (weights_only=True). Save the weights alone, "
+                "torch.save(model.state_dict(), path), and load that file."
+            ) from error
+    if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint:
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, Mapping) or not all(isinstance(v, Tensor) for v in checkpoint.values()):
+        raise ValueError(
+            "checkpoint must be a state_dict (names → tensors), a dict with a 'state_dict' entry, or "
+            f"the path of a file holding one; got a {type(checkpoint).__name__} that is none of these."
+        )
+    return dict(checkpoint)
+
+
+def strip_prefix(tensors: dict[str, Tensor], reference: str) -> dict[str, Tensor]:
+    """Drop the prefix (e.g. ``"model."`` in a Lightning checkpoint) that the checkpoint puts in
+    front of the model's key ``reference``, and the keys without that prefix."""
+    if reference in tensors:
+        return tensors
+    prefix = next((key[: -len(reference)] for key in tensors if key.endswith(f".{reference}")), "")
+    return {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
+
+
+class CheckpointTensors:
+    """The checkpoint's tensors, handed out by key with their shapes checked against the model's."""
+
+    def __init__(self, tensors: dict[str, Tensor]) -> None:
+        self.tensors = tensors
+        self.taken: set[str] = set()
+
+    def take(self, key: str, like: Tensor) -> Tensor:
+        if key not in self.tensors:
+            raise ValueError(
+                f"the checkpoint has no tensor {key!r} (shape {tuple(like.shape)} in the model): it "
+                "comes from another architecture (another model class, number of stages or block). "
+                "Build the model the checkpoint was trained as; only depths and tying may differ."
+            )
+        tensor = self.tensors[key]
+        if tensor.shape != like.shape:
+            raise ValueError(
+                f"checkpoint tensor {key!r} has shape {tuple(tensor.shape)} but the model's has shape "
+                f"{tuple(like.shape)}: the checkpoint comes from a model of other widths (base_width, "
+                "block, in_channels or num_classes). Build the model with the checkpoint's widths; "
+                "only depths and tying may differ."
+            )
+        self.taken.add(key)
+        return tensor
+
+    def depth(self, prefix: str) -> int:
+        """1 + the largest block index under ``prefix`` (1 when there is none: block 0 is missing)."""
+        indices = [int(key[len(prefix) :].split(".")[0]) for key in self.tensors if key.startswith(prefix)]
+        return max(indices, default=0) + 1
+
+    def check_all_taken(self) -> None:
+        left = next((key for key in self.tensors if key not in self.taken), None)
+        if left is not None:
+            raise ValueError(
+                f"checkpoint tensor {left!r} (shape {tuple(self.tensors[left].shape)}) has no place in "
+                "the model: the checkpoint comes from another architecture (e.g. more stages). Build "
+                "the model the checkpoint was trained as; only depths and tying may differ."
+            )
+
+
+def stack_weights(
+    name: str, stack: ResidualStack, source: CheckpointTensors, interpolation: Interpolation
+) -> dict[str, Tensor]:
+    """The target stack's entries of the state_dict, from the checkpoint's blocks of that stack:
+    rebuild the checkpoint's stack (tied when all its blocks are equal) and deepen it to the
+    target's depth."""
+    prefix = f"{name}.blocks."
+    template = stack.blocks[0]
+    blocks = []
+    for j in range(source.depth(prefix)):
+        block = copy.deepcopy(template)
+        block.load_state_dict(
+            {key: source.take(f"{prefix}{j}.{key}", like) for key, like in template.state_dict().items()}
+        )
+        blocks.append(block)
+    tied = all(same_weights(block, blocks[0]) for block in blocks[1:])
+    resized = ResidualStack([blocks[0]] * len(blocks) if tied else blocks).deepen(stack.depth, interpolation)
+    if stack.is_tied and not resized.is_tied:
+        raise ValueError(
+            f"{name} is tied in the model, but the checkpoint has {len(blocks)} different blocks there, "
+            "which one tied block cannot hold. Build the model with tied=False for this stage (or "
+            "load a checkpoint of a tied model)."
+        )
+    return {
+        f"{prefix}{i}.{key}": tensor
+        for i, block in enumerate(resized.blocks)
+        for key, tensor in block.state_dict().items()
+    }
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two blocks hold equal parameters and buffers."""
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
