@@ -7,7 +7,11 @@ to backprop (same scheme, same tying, same depth), checks the targets of the cor
 writes JSON and a PNG plot to benchmarks/results/.
 
 Each configuration runs in fresh subprocesses, one for time and one for memory:
-- time: the median wall time of the timed steps, after a warm-up step;
+- time: the median wall time of all timed steps of a configuration, taken in several rounds of
+  fresh processes; within a round the three gradient modes of one (depth, scheme, tying) run
+  one after the other, so a slow spell of this shared 2-core machine hits them alike. Steps
+  follow each other inside a process, as in training, with malloc set to keep freed memory
+  (see CACHING_MALLOC; --system-malloc for glibc's defaults);
 - memory (CPU): the resident-set high-water mark during one step minus the resident set just
   before it (VmHWM after a reset through /proc/self/clear_refs, minus VmRSS), in a process
   started with MALLOC_MMAP_THRESHOLD_=65536 so that every tensor of 64 KiB or more is mapped on
@@ -32,7 +36,13 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 MODES = ("backprop", "checkpoint", "adjoint")
 SCHEMES = ("euler", "heun")
-TIMED_STEPS = {8: 9, 32: 7, 128: 5, 512: 3}
+TIMED_STEPS = {8: 5, 32: 3, 128: 2, 512: 2}  # timed steps per process, after a warm-up step
+ROUNDS = {8: 3, 32: 3, 128: 6, 512: 2}  # time processes per configuration, interleaved across modes
+# Time workers keep freed memory in the process, as PyTorch's caching allocator does on CUDA:
+# with glibc's defaults the adjoint's small, churning working set is handed back to the system
+# after every step and page-faulted in again (measured: 64k faults and +40 % time per step at
+# N = 128), while backprop's large one is not. --system-malloc measures with the defaults.
+CACHING_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(64 * 2**30)}
 
 # Targets of the core issue, at N = 128 (time) and over depth (memory).
 TIME_TARGETS = {("euler", False): 1.75, ("euler", True): 1.5, ("heun", False): 1.6, ("heun", True): 1.6}
@@ -84,13 +94,13 @@ def measure(depth: int, scheme: str, tied: bool, gradient: str, what: str, devic
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if what == "time":
         times = []
-        for _ in range(TIMED_STEPS.get(depth, 3)):
+        for _ in range(TIMED_STEPS.get(depth, 2)):
             sync()
             start = time.perf_counter()
             train_step(stack, x)
             sync()
             times.append(time.perf_counter() - start)
-        return {"seconds": statistics.median(times), "steps": times}
+        return {"steps": times}
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
@@ -105,10 +115,12 @@ def measure(depth: int, scheme: str, tied: bool, gradient: str, what: str, devic
 
 
 # -- driver ------------------------------------------------------------------------------------
-def run_worker(config: dict, what: str, device: str) -> dict:
+def run_worker(config: dict, what: str, device: str, system_malloc: bool = False) -> dict:
     env = dict(os.environ)
     if what == "memory":
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    elif not system_malloc:
+        env.update(CACHING_MALLOC)
     cmd = [sys.executable, __file__, "--worker", json.dumps({**config, "what": what, "device": device})]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -203,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tied", nargs="+", default=["untied", "tied"], choices=["untied", "tied"])
     parser.add_argument("--quick", action="store_true", help="depths 8 and 128 only")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--system-malloc", action="store_true", help="time with glibc's default malloc settings")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -212,15 +225,25 @@ def main(argv: list[str] | None = None) -> None:
         return
     depths = [8, 128] if args.quick else args.depths
     modes = sorted(set(args.modes) | {"backprop"}, key=MODES.index)
-    configs = [dict(depth=d, scheme=s, tied=t == "tied", gradient=m)
-               for d, s, t, m in itertools.product(depths, args.schemes, args.tied, modes)]
+    groups = list(itertools.product(depths, args.schemes, args.tied))
     rows = []
-    for i, config in enumerate(configs, 1):
+    for i, (depth, scheme, tied) in enumerate(groups, 1):
         started = time.perf_counter()
-        result = {**run_worker(config, "time", args.device), **run_worker(config, "memory", args.device)}
-        rows.append({**{k: v for k, v in config.items() if k != "gradient"}, "mode": config["gradient"], **result})
-        print(f"[{i}/{len(configs)}] {config} {result['seconds']:.3f} s/step, "
-              f"{result['bytes'] / 2**20:.1f} MiB ({time.perf_counter() - started:.0f} s)", flush=True)
+        configs = [dict(depth=depth, scheme=scheme, tied=tied == "tied", gradient=m) for m in modes]
+        steps: dict[str, list[float]] = {m: [] for m in modes}
+        for _ in range(ROUNDS.get(depth, 1)):
+            for config in configs:
+                steps[config["gradient"]] += run_worker(config, "time", args.device, args.system_malloc)["steps"]
+        for config in configs:
+            memory = run_worker(config, "memory", args.device)
+            mode = config.pop("gradient")
+            rows.append({**config, "mode": mode, "seconds": statistics.median(steps[mode]),
+                         "steps": steps[mode], **memory})
+        summary = ", ".join(
+            f"{r['mode']} {r['seconds']:.3f} s {r['bytes'] / 2**20:.0f} MiB" for r in rows[-len(modes):]
+        )
+        print(f"[{i}/{len(groups)}] N={depth} {scheme} {tied}: {summary} ({time.perf_counter() - started:.0f} s)",
+              flush=True)
     checks = report(rows)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "step_cost.json").write_text(json.dumps({"rows": rows, "targets": checks}, indent=1))

@@ -244,3 +244,27 @@ def test_float32_matches_float64_to_rounding():
     e64 = parameter_error(stack_of(blocks), x)
     e32 = parameter_error(ResidualStack(blocks).float(), x.float())
     assert e32 == pytest.approx(e64, rel=0.02)
+
+
+def test_a_parameter_the_block_does_not_use_gets_no_gradient_as_in_backprop():
+    class WithSpare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.spare = nn.Linear(6, 6), nn.Linear(6, 6)
+
+        def forward(self, x):
+            return torch.tanh(self.used(x))
+
+    stack = stack_of(random_blocks(WithSpare, 4))
+    _, _, reference, _ = gradients(stack, vectors(), "backprop")
+    _, _, adjoint, _ = gradients(stack, vectors(), "adjoint")
+    assert [g is None for g in adjoint] == [g is None for g in reference]
+    assert relative_error([g for g in adjoint if g is not None], [g for g in reference if g is not None]) < 0.05
+
+
+def test_a_second_derivative_through_the_adjoint_is_refused():
+    stack = stack_of(random_blocks(tanh_block, 3), gradient="adjoint")
+    x = vectors().requires_grad_(True)
+    (grad,) = torch.autograd.grad(stack(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()

@@ -54,6 +54,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from .buffers import preserved_buffers, unique_buffers
 from .schemes import Euler, Heun
@@ -103,6 +104,7 @@ class AdjointIntegration(torch.autograd.Function):
         return x
 
     @staticmethod
+    @once_differentiable  # a second derivative through the rebuild is not implemented
     def backward(ctx: Any, a: Tensor) -> tuple[Tensor | None, ...]:
         run: AdjointRun = ctx.run
         x, *stored = ctx.saved_tensors
@@ -130,11 +132,13 @@ class AdjointIntegration(torch.autograd.Function):
                     state = x.detach().requires_grad_(need_state)
                     x_next, k = run.scheme.step(state, run.h, f, f_next)
                     inputs = ([state] if need_state else []) + step_params[n]
-                    vjp = torch.autograd.grad(x_next, inputs, a)
+                    vjp = torch.autograd.grad(x_next, inputs, a, allow_unused=True)
                 cached = (run.blocks[n], k.detach())
                 if need_state:
                     a, vjp = vjp[0], vjp[1:]
                 for p, g in zip(step_params[n], vjp):
+                    if g is None:  # a parameter the block holds but does not use, as in backprop
+                        continue
                     if id(p) in grads:
                         grads[id(p)] += g
                     else:
