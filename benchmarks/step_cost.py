@@ -7,11 +7,12 @@ to backprop (same scheme, same tying, same depth), checks the targets of the cor
 writes JSON and a PNG plot to benchmarks/results/.
 
 Each configuration runs in fresh subprocesses, one for time and one for memory:
-- time: the median wall time of all timed steps of a configuration, taken in several rounds of
-  fresh processes; within a round the three gradient modes of one (depth, scheme, tying) run
-  one after the other, so a slow spell of this shared 2-core machine hits them alike. Steps
-  follow each other inside a process, as in training, with malloc set to keep freed memory
-  (see CACHING_MALLOC; --system-malloc for glibc's defaults);
+- time: each configuration's steps alternate with steps of the same stack under backprop in the
+  same process, so that both see the same machine (this 2-core VM varies by ±25 % between
+  processes); the ratio to backprop is the median of the per-pair ratios over several rounds of
+  fresh processes. Steps follow each other as in training, with malloc set to keep freed memory
+  as PyTorch's caching allocator does on CUDA (CACHING_MALLOC; --system-malloc for glibc's
+  defaults);
 - memory (CPU): the resident-set high-water mark during one step minus the resident set just
   before it (VmHWM after a reset through /proc/self/clear_refs, minus VmRSS), in a process
   started with MALLOC_MMAP_THRESHOLD_=65536 so that every tensor of 64 KiB or more is mapped on
@@ -36,8 +37,8 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 MODES = ("backprop", "checkpoint", "adjoint")
 SCHEMES = ("euler", "heun")
-TIMED_STEPS = {8: 5, 32: 3, 128: 2, 512: 2}  # timed steps per process, after a warm-up step
-ROUNDS = {8: 3, 32: 3, 128: 6, 512: 2}  # time processes per configuration, interleaved across modes
+TIMED_STEPS = {8: 5, 32: 4, 128: 3, 512: 2}  # timed pairs of steps per process, after a warm-up step
+ROUNDS = {8: 2, 32: 2, 128: 3, 512: 2}  # time processes per configuration
 # Time workers keep freed memory in the process, as PyTorch's caching allocator does on CUDA:
 # with glibc's defaults the adjoint's small, churning working set is handed back to the system
 # after every step and page-faulted in again (measured: 64k faults and +40 % time per step at
@@ -75,6 +76,28 @@ def train_step(stack, x) -> None:
         p.grad = None
 
 
+def paired_times(stack, x, depth: int, scheme: str, tied: bool, device: str) -> dict:
+    """Step times of the stack and, unless it is backprop, of the same stack under backprop,
+    steps alternating in this process: both see the same machine, whatever it is doing."""
+    import torch
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    contenders = [stack]
+    if stack.gradient != "backprop":
+        baseline, _ = build(depth, scheme, tied, "backprop", device)
+        train_step(baseline, x)
+        contenders.append(baseline)
+    times: list[list[float]] = [[] for _ in contenders]
+    for _ in range(TIMED_STEPS.get(depth, 2)):
+        for model, record in zip(contenders, times):
+            sync()
+            start = time.perf_counter()
+            train_step(model, x)
+            sync()
+            record.append(time.perf_counter() - start)
+    return {"steps": times[0], "baseline_steps": times[1] if len(times) > 1 else times[0]}
+
+
 def resident_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -91,16 +114,8 @@ def measure(depth: int, scheme: str, tied: bool, gradient: str, what: str, devic
     stack, x = build(depth, scheme, tied, gradient, device)
     gradient_bytes = sum(p.numel() * p.element_size() for p in stack.parameters())
     train_step(stack, x)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if what == "time":
-        times = []
-        for _ in range(TIMED_STEPS.get(depth, 2)):
-            sync()
-            start = time.perf_counter()
-            train_step(stack, x)
-            sync()
-            times.append(time.perf_counter() - start)
-        return {"steps": times}
+        return paired_times(stack, x, depth, scheme, tied, device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
@@ -139,7 +154,7 @@ def report(rows: list[dict]) -> list[str]:
     print(f"\n{'scheme':6} {'tied':5} {'mode':10} {'N':>4} {'step s':>8} {'x bp':>6} "
           f"{'mem MiB':>8} {'x bp':>6} {'act MiB':>8}")
     for r in rows:
-        r["time_ratio"] = ratio(rows, r, "seconds")
+        r["time_ratio"] = r["paired_ratio"]
         r["memory_ratio"] = ratio(rows, r, "bytes")
         r["activation_bytes"] = r["bytes"] - r["gradient_bytes"]
         print(f"{r['scheme']:6} {str(r['tied']):5} {r['mode']:10} {r['depth']:>4} {r['seconds']:8.3f} "
@@ -231,20 +246,30 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         configs = [dict(depth=depth, scheme=scheme, tied=tied == "tied", gradient=m) for m in modes]
         steps: dict[str, list[float]] = {m: [] for m in modes}
+        baseline: dict[str, list[float]] = {m: [] for m in modes}
         for _ in range(ROUNDS.get(depth, 1)):
             for config in configs:
-                steps[config["gradient"]] += run_worker(config, "time", args.device, args.system_malloc)["steps"]
+                timed = run_worker(config, "time", args.device, args.system_malloc)
+                steps[config["gradient"]] += timed["steps"]
+                baseline[config["gradient"]] += timed["baseline_steps"]
         for config in configs:
             memory = run_worker(config, "memory", args.device)
             mode = config.pop("gradient")
+            pairs = [a / b for a, b in zip(steps[mode], baseline[mode])]
             rows.append({**config, "mode": mode, "seconds": statistics.median(steps[mode]),
-                         "steps": steps[mode], **memory})
+                         "baseline_seconds": statistics.median(baseline[mode]),
+                         "paired_ratio": statistics.median(pairs), "steps": steps[mode], **memory})
         summary = ", ".join(
             f"{r['mode']} {r['seconds']:.3f} s {r['bytes'] / 2**20:.0f} MiB" for r in rows[-len(modes):]
         )
         print(f"[{i}/{len(groups)}] N={depth} {scheme} {tied}: {summary} ({time.perf_counter() - started:.0f} s)",
               flush=True)
     checks = report(rows)
+    if args.device == "cpu":
+        print("\nUnit costs and the floors they set (benchmarks/unit_costs.py):")
+        floors = subprocess.run([sys.executable, str(Path(__file__).with_name("unit_costs.py"))],
+                                env={**os.environ, **CACHING_MALLOC}, capture_output=True, text=True, check=True)
+        print(floors.stdout.rstrip())
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "step_cost.json").write_text(json.dumps({"rows": rows, "targets": checks}, indent=1))
     plot(rows, RESULTS / "step_cost.png")
