@@ -95,10 +95,12 @@ def test_checkpoint_gradients_equal_backprop(scheme, tied):
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
-def test_anchors_lower_the_error_and_every_step_anchored_is_exact(scheme):
+@pytest.mark.parametrize("tied", [False, True])
+def test_anchors_lower_the_error_and_every_step_anchored_is_exact(scheme, tied):
     """Restarting the reconstruction from a stored state every k steps: the error grows with k
-    and vanishes at k = 1."""
-    stack = stack_of(random_blocks(conv_block, 16), scheme=scheme)
+    and vanishes at k = 1 (also where tied weights reuse the recompute to rebuild)."""
+    blocks = random_blocks(conv_block, 16)
+    stack = stack_of([blocks[0]] * 16 if tied else blocks, scheme=scheme)
     x = images()
     errors = [parameter_error(stack, x, anchor_every=k) for k in (1, 2, 4, 8, None)]
     assert errors[0] < 1e-10
@@ -124,21 +126,27 @@ def test_running_statistics_match_backprop_after_one_step(mode, scheme, tied):
     assert [m.training for m in after_bp.modules()] == modes
 
 
-def test_frozen_parameters_get_no_gradient_and_no_backward_work():
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("anchor_every", [None, 3])
+def test_frozen_parameters_get_no_gradient_and_no_backward_work(scheme, anchor_every):
     """With the input frozen too, the reverse sweep stops at the lowest trainable block: frozen
-    blocks below it are never evaluated during backward."""
-    stack = stack_of(random_blocks(tanh_block, 8), gradient="adjoint")
+    blocks below it are never evaluated during backward, and the trainable gradients are
+    exactly those of a full sweep."""
+    stack = stack_of(random_blocks(tanh_block, 8), scheme=scheme, gradient="adjoint", anchor_every=anchor_every)
     for block in stack.blocks[:5]:
         block.requires_grad_(False)
+    _, _, full, _ = gradients(stack, vectors(), "adjoint")  # input requires grad: the whole sweep
     calls = [0] * 8
     for i, block in enumerate(stack.blocks):
         block.register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
     out = stack(vectors())
     calls[:] = [0] * 8
     (out**2).mean().backward()
-    assert calls[:5] == [0] * 5 and all(c > 0 for c in calls[5:])
+    lowest = 4 if scheme == "heun" else 5  # Heun's step 4 also evaluates f_5, which is trainable
+    assert calls[:lowest] == [0] * lowest and all(c > 0 for c in calls[lowest:])
     assert all(p.grad is None for b in stack.blocks[:5] for p in b.parameters())
-    assert all(p.grad is not None for b in stack.blocks[5:] for p in b.parameters())
+    trainable = [p.grad for b in stack.blocks[5:] for p in b.parameters()]
+    assert all(torch.equal(g, r) for g, r in zip(trainable, [g for g in full if g is not None]))
 
 
 def test_input_gradient_only_when_the_input_needs_one():
@@ -268,3 +276,22 @@ def test_a_second_derivative_through_the_adjoint_is_refused():
     (grad,) = torch.autograd.grad(stack(x).square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         grad.sum().backward()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_parameters_sharing_one_gradient_tensor_are_summed_separately(scheme):
+    """f = p + q hands both parameters the same gradient tensor; tied over 4 steps each must get
+    the sum of its own contributions (an in-place sum would add q's into p's)."""
+
+    class Shift(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p, self.q = nn.Parameter(torch.zeros(6)), nn.Parameter(torch.zeros(6))
+
+        def forward(self, x):
+            return self.p + self.q + 0 * x
+
+    stack = stack_of([Shift()] * 4, scheme=scheme)
+    _, _, reference, _ = gradients(stack, vectors(), "backprop")
+    _, _, adjoint, _ = gradients(stack, vectors(), "adjoint")
+    assert all(torch.allclose(g, r) for g, r in zip(adjoint, reference))

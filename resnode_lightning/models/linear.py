@@ -59,7 +59,8 @@ class LinearResNet(nn.Module):
 
     def product(self) -> Tensor:
         """Π^N = (I + θ_{N−1}/N) ⋯ (I + θ_0/N), the matrix the network applies."""
-        identity = torch.eye(self.dim, dtype=self.stack.blocks[0].theta.dtype)
+        theta = self.stack.blocks[0].theta
+        identity = torch.eye(self.dim, dtype=theta.dtype, device=theta.device)
         return self.stack(identity).T  # rows of the output are (Π^N e_i)^T
 
     def forward(self, x: Tensor) -> Tensor:

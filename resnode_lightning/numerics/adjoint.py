@@ -139,10 +139,8 @@ class AdjointIntegration(torch.autograd.Function):
                 for p, g in zip(step_params[n], vjp):
                     if g is None:  # a parameter the block holds but does not use, as in backprop
                         continue
-                    if id(p) in grads:
-                        grads[id(p)] += g
-                    else:
-                        grads[id(p)] = g
+                    # Out of place: autograd may hand one tensor to several parameters.
+                    grads[id(p)] = grads[id(p)] + g if id(p) in grads else g
         return (a if need_input else None, None, *(grads.get(id(p)) for p in ctx.params))
 
 

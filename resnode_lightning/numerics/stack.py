@@ -203,7 +203,9 @@ class ResidualStack(nn.Module):
 
         Block i of the new stack takes the weights of old block j = ⌊i·N/M⌋ (piecewise constant
         in depth, as the paper does), or with ``interpolation="linear"`` the mix
-        (1 − w) θ_j + w θ_{j+1}, w = i·N/M − j, of the two neighbours. A tied stack stays tied.
+        (1 − w) θ_j + w θ_{j+1}, w = i·N/M − j, of the two neighbours. A tied stack stays tied
+        (a depth-1 stack counts as tied): call :meth:`untie` afterwards for independent copies.
+        Modules shared between some blocks of an untied stack come out as independent copies.
         With h = 1/M the function changes only by the discretisation error, O(1/N) for Euler.
         """
         if not isinstance(depth, int) or depth < 1:
