@@ -24,6 +24,7 @@ from torch import nn
 
 from resnode_lightning.models.blocks import PreActBasicBlock
 from resnode_lightning.numerics import ResidualStack
+from resnode_lightning.numerics.stack import mix_weights
 
 
 class ReplayableBatchNorm2d(nn.BatchNorm2d):
@@ -62,10 +63,7 @@ def blocks(depth: int, weights: str, channels: int, seed: int) -> list[nn.Module
     out = []
     for i in range(depth):
         c = copy.deepcopy(a)
-        with torch.no_grad():
-            for t, u, v in zip(c.state_dict().values(), a.state_dict().values(), b.state_dict().values()):
-                if t.is_floating_point():
-                    t.copy_(torch.lerp(u, v, i / max(depth - 1, 1)))
+        mix_weights(c, a, b, i / max(depth - 1, 1))
         out.append(c)
     return out
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from resnode_lightning.models.blocks import PreActBasicBlock
 from resnode_lightning.numerics import ResidualStack
+from resnode_lightning.numerics.stack import mix_weights
 
 
 def tanh_block(width: int = 6) -> nn.Module:
@@ -32,11 +33,7 @@ def smooth_blocks(make, depth: int, seed: int = 0) -> list[nn.Module]:
     blocks = []
     for i in range(depth):
         block = copy.deepcopy(a)
-        s = i / max(depth - 1, 1)
-        with torch.no_grad():
-            for t, u, v in zip(block.state_dict().values(), a.state_dict().values(), b.state_dict().values()):
-                if t.is_floating_point():
-                    t.copy_(torch.lerp(u, v, s))
+        mix_weights(block, a, b, i / max(depth - 1, 1))
         blocks.append(block)
     return blocks
 

@@ -222,15 +222,15 @@ class ResidualStack(nn.Module):
             block = copy.deepcopy(old[j])
             w = position - j
             if interpolation == "linear" and w > 0 and j + 1 < len(old):
-                _mix_into(block, old[j], old[j + 1], w)
+                mix_weights(block, old[j], old[j + 1], w)
             new.append(block)
         self.blocks = nn.ModuleList(new)
         return self
 
 
 @torch.no_grad()
-def _mix_into(target: nn.Module, a: nn.Module, b: nn.Module, w: float) -> None:
-    """target ← (1 − w) a + w b for every floating-point parameter and buffer."""
+def mix_weights(target: nn.Module, a: nn.Module, b: nn.Module, w: float) -> None:
+    """target ← (1 − w) a + w b for every floating-point parameter and buffer (same structure)."""
     for t, x, y in zip(target.state_dict().values(), a.state_dict().values(), b.state_dict().values()):
         if t.is_floating_point():
             t.copy_(torch.lerp(x, y, w))
