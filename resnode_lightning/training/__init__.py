@@ -1,0 +1,10 @@
+"""The Lightning layer: the training module, its optimisation rules and the config files.
+
+Built on :mod:`resnode_lightning.models` and :mod:`resnode_lightning.numerics` through their
+public API only.
+"""
+
+from .classifier import ImageClassifier
+from .optimization import apply_lr_scales, parameter_groups, warmup
+
+__all__ = ["ImageClassifier", "apply_lr_scales", "parameter_groups", "warmup"]

@@ -1,0 +1,54 @@
+"""The YAML configs that ship with the package, found by name from any folder.
+
+They live in ``resnode_lightning/configs/`` (also reachable as ``configs/`` in a source tree), so a
+non-editable install has them too. Each starts with a comment whose first line says what it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SHIPPED = Path(__file__).resolve().parents[1] / "configs"
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Every shipped config by the name ``--config`` accepts (``cifar_adjoint.yaml``,
+    ``presets/debug.yaml``, ``models/simple_resnet.yaml``)."""
+    return {path.relative_to(SHIPPED).as_posix(): path for path in sorted(SHIPPED.rglob("*.yaml"))}
+
+
+def resolve_config(value: str) -> str:
+    """What ``--config value`` reads: ``value`` itself if it is a path that exists or an inline
+    YAML/JSON string, else the shipped config of that name (``.yaml`` may be left out).
+
+    Raises:
+        ValueError: ``value`` is neither, with the list of shipped configs.
+    """
+    if Path(value).exists() or any(mark in value for mark in ("\n", "{", ": ")):
+        return value
+    configs = shipped_configs()
+    for name in (value, f"{value}.yaml", value.removeprefix("configs/")):
+        if name in configs:
+            return str(configs[name])
+    raise ValueError(
+        f"--config {value!r}: no such file, and no shipped config has that name. Give the path of a "
+        f"config file, or one of the shipped configs (`resnode configs` describes them): {', '.join(configs)}."
+    )
+
+
+def description(path: Path) -> str:
+    """The first line of the config's header comment."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+        if line.strip():
+            break
+    return ""
+
+
+def describe_shipped_configs() -> str:
+    """One line per shipped config: its name and what it is."""
+    configs = shipped_configs()
+    width = max(map(len, configs))
+    lines = [f"{name:<{width}}  {description(path)}" for name, path in configs.items()]
+    return "\n".join(["Shipped configs (resnode fit --config NAME):", *lines])

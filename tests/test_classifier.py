@@ -1,0 +1,114 @@
+"""The LightningModule: metrics, the paper's transfer as configuration, resuming, clear errors."""
+
+import functools
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from training_helpers import RandomImages, trainer
+
+from resnode_lightning.models import ResNet
+from resnode_lightning.training import ImageClassifier
+
+
+def resnet(**options) -> ResNet:
+    torch.manual_seed(0)
+    return ResNet(**{"depth": [2, 2, 2, 2], "base_width": 4, "num_classes": 4, **options})
+
+
+def classifier(network=None, **options) -> ImageClassifier:
+    sgd = functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9)
+    return ImageClassifier(network or resnet(), num_classes=4, optimizer=sgd, **options)
+
+
+def test_validation_metrics_leave_out_the_sanity_check_batches(tmp_path):
+    data = RandomImages()
+    model = classifier()
+    fit = trainer(tmp_path, num_sanity_val_steps=2, limit_train_batches=2)
+    fit.fit(model, data)
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(data.images).argmax(1) == data.labels).float().mean()
+    # the sanity check saw the weights before training: had it counted, the epoch's figure would differ
+    assert fit.callback_metrics["val/acc1"] == pytest.approx(accuracy.item())
+    assert set(fit.callback_metrics) >= {"train/loss", "train/acc", "train/lr", "val/loss", "val/acc1"}
+
+
+def test_top5_only_with_more_than_five_classes():
+    assert list(classifier().val_metrics.keys(keep_base=False)) == ["val/acc1"]
+    many = ImageClassifier(resnet(num_classes=10), num_classes=10)
+    assert list(many.test_metrics.keys(keep_base=False)) == ["test/acc1", "test/acc5"]
+
+
+def test_label_smoothing_is_the_cross_entropy_with_smoothed_targets():
+    logits, labels = torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 0])
+    smoothed = classifier(label_smoothing=0.1).loss(logits, labels)
+    targets = 0.9 * torch.nn.functional.one_hot(labels, 4) + 0.1 / 4
+    assert smoothed == pytest.approx(-(targets * logits.log_softmax(1)).sum(1).mean().item())
+
+
+def test_a_network_with_other_classes_is_refused_with_the_field_to_set(tmp_path):
+    model = ImageClassifier(resnet(num_classes=10), num_classes=4)
+    with pytest.raises(ValueError, match=r"model.network.init_args.num_classes: 4"):
+        trainer(tmp_path, fast_dev_run=1).fit(model, RandomImages())
+
+
+def test_init_from_untie_and_deepen_then_train_only_stage_3(tmp_path):
+    tied = resnet(tied=True, depth=[3, 3, 3, 3])
+    torch.save(tied.state_dict(), tmp_path / "tied.pt")
+    model = classifier(resnet(depth=[3, 3, 9, 3], gradient="adjoint"), init_from=str(tmp_path / "tied.pt"),
+                       trainable_stages=[3])  # fmt: skip
+    trainer(tmp_path, limit_train_batches=3, limit_val_batches=0).fit(model, RandomImages())
+    after, source = model.network.state_dict(), tied.state_dict()
+    # loaded, then frozen: everything outside stage 3 equals the tied checkpoint, BatchNorm statistics too
+    assert all(torch.equal(after[k], source[k]) for k in after if not k.startswith("stages.2."))
+    # stage 3 was deepened from 2 tied steps to 8 untied ones, all copies of the tied block, then trained
+    blocks = model.network.stages[2].stack.blocks
+    assert len(blocks) == 8 and not torch.equal(blocks[0].conv1.weight, blocks[7].conv1.weight)
+    assert not torch.equal(blocks[0].conv1.weight, source["stages.2.stack.blocks.0.conv1.weight"])
+
+
+def test_resuming_a_fine_tune_keeps_its_frozen_stages_and_does_not_reload_init_from(tmp_path):
+    tied = resnet(tied=True)
+    torch.save(tied.state_dict(), tmp_path / "tied.pt")
+    options = dict(init_from=str(tmp_path / "tied.pt"), trainable_stages=[3])
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    first = classifier(resnet(depth=[2, 2, 5, 2]), **options)
+    trainer(tmp_path, limit_train_batches=2, limit_val_batches=0, enable_checkpointing=True,
+            callbacks=[checkpoints]).fit(first, RandomImages())  # fmt: skip
+    (tmp_path / "tied.pt").unlink()  # a resumed run must not need the weights it started from
+    resumed = classifier(resnet(depth=[2, 2, 5, 2]), **options)
+    run = trainer(tmp_path, max_epochs=2, limit_train_batches=2, limit_val_batches=0)
+    run.fit(resumed, RandomImages(), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    assert run.current_epoch == 2
+    trainable = {id(p) for p in resumed.network.parameters() if p.requires_grad}
+    assert trainable == {id(p) for p in resumed.network.stages[2].parameters()}
+    (optimizer,) = run.optimizers
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == trainable
+    assert all(optimizer.state[p]["momentum_buffer"] is not None for p in resumed.network.stages[2].parameters())
+
+
+def test_init_from_a_lightning_checkpoint_and_from_a_run_folder(tmp_path):
+    first = classifier()
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "runs" / "pre" / "version_0" / "checkpoints", filename="best")
+    trainer(tmp_path, limit_train_batches=2, limit_val_batches=0, enable_checkpointing=True,
+            callbacks=[checkpoints]).fit(first, RandomImages())  # fmt: skip
+    for source in (checkpoints.best_model_path, tmp_path / "runs" / "pre"):
+        model = classifier(init_from=str(source))
+        model.trainer = trainer(tmp_path)
+        model.on_fit_start()
+        assert all(torch.equal(a, b) for a, b in zip(model.network.state_dict().values(),
+                                                     first.network.state_dict().values()))  # fmt: skip
+
+
+def test_init_from_a_missing_path_says_what_it_accepts(tmp_path):
+    model = classifier(init_from=str(tmp_path / "nowhere.ckpt"))
+    with pytest.raises(FileNotFoundError, match=r"init_from: .*nowhere.ckpt.* does not exist.*run folder"):
+        trainer(tmp_path, fast_dev_run=1).fit(model, RandomImages())
+
+
+def test_freezing_everything_is_refused_before_training(tmp_path):
+    model = classifier()
+    model.network.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameter"):
+        trainer(tmp_path, fast_dev_run=1).fit(model, RandomImages())
