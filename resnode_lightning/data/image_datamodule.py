@@ -1,0 +1,85 @@
+"""What every data module here shares: uint8 batches become normalised float32 on the training device."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+
+from .augment import normalise, random_crop_flip
+
+
+class ImageDataModule(LightningDataModule):
+    """Base of the image data modules: loaders deliver uint8 (B, C, H, W) images and int64 labels.
+
+    After Lightning has moved a batch to its device, :meth:`on_after_batch_transfer` converts it
+    there: random crop and flip (:func:`~.augment.random_crop_flip`) while training if the data
+    module augments, then per-channel normalisation (:func:`~.augment.normalise`) always. Moving
+    uint8 rather than float32 also quarters the host-to-device traffic.
+
+    The crop offsets and flips come from a CPU generator seeded with ``seed + global rank`` in
+    :meth:`setup` (ranks augment differently, runs repeat exactly). Its state is the data module's
+    ``state_dict``, which Lightning stores in checkpoints (rank 0's): a resumed run continues rank
+    0's stream exactly, and the other ranks reseed from it plus their rank.
+
+    Subclasses set ``num_classes`` and ``in_channels`` in ``__init__`` (the CLI links them into
+    the model) and ``classes`` in ``setup``.
+    """
+
+    num_classes: int
+    in_channels: int
+
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        crop_padding: int = 0,
+        flip: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.crop_padding, self.flip, self.seed = crop_padding, flip, seed
+        self.augments = crop_padding > 0 or flip
+        self.generator = torch.Generator().manual_seed(seed)
+        self.classes: list[str] = []
+
+    @property
+    def rank(self) -> int:
+        """This process's global rank: 0 without a trainer."""
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    @property
+    def world_size(self) -> int:
+        """The number of processes: 1 without a trainer."""
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    def setup(self, stage: str) -> None:
+        """Seed the augmentation for this rank."""
+        self.generator.manual_seed(self.seed + self.rank)
+
+    def transform_batch(self, batch: tuple[Tensor, Tensor], training: bool) -> tuple[Tensor, Tensor]:
+        """uint8 images to normalised float32, augmented first if ``training`` and the module augments."""
+        images, labels = batch
+        if training and self.augments:
+            images = random_crop_flip(images, self.crop_padding, self.flip, self.generator)
+        return normalise(images, self.mean, self.std), labels
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        """:meth:`transform_batch` on the device, augmenting only while the trainer trains."""
+        return self.transform_batch(batch, training=self.trainer is not None and self.trainer.training)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The augmentation generator's state."""
+        return {"augmentation_generator": self.generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the augmentation stream of a checkpoint (Lightning calls this after :meth:`setup`)."""
+        if "augmentation_generator" not in state_dict:
+            return
+        self.generator.set_state(state_dict["augmentation_generator"])
+        if self.rank > 0:  # the checkpoint holds rank 0's stream: derive a distinct one from it
+            self.generator.manual_seed(int(torch.randint(2**62, (1,), generator=self.generator)) + self.rank)

@@ -1,0 +1,221 @@
+"""The data layer: in-memory batches, batched augmentation, and the data modules on real data."""
+
+from types import SimpleNamespace
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+
+from resnode_lightning.data import DigitsDataModule, TensorBatches
+from resnode_lightning.data.augment import normalise, random_crop_flip
+from resnode_lightning.data.constants import DIGITS_MEAN, DIGITS_STD
+from resnode_lightning.data.in_memory import seeded_split
+
+
+def numbered(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n uint8 images (1, 2, 2) filled with their index, and their indices as labels."""
+    return torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous(), torch.arange(n)
+
+
+def delivered(batches) -> list[int]:
+    return [int(i) for _, labels in batches for i in labels]
+
+
+# -- TensorBatches --------------------------------------------------------------------------------
+
+
+def test_batches_are_gathered_uint8_images_with_int64_labels():
+    images, labels = numbered(10)
+    batches = list(TensorBatches(images, labels, batch_size=4))
+    assert [tuple(b[0].shape) for b in batches] == [(4, 1, 2, 2), (4, 1, 2, 2), (2, 1, 2, 2)]
+    assert all(b[0].dtype == torch.uint8 and b[1].dtype == torch.int64 for b in batches)
+    assert all(torch.equal(b[0][:, 0, 0, 0].long(), b[1]) for b in batches)
+    assert len(TensorBatches(images, labels, batch_size=4)) == 3
+    assert len(TensorBatches(images, labels, batch_size=4, drop_last=True)) == 2
+
+
+def test_each_epoch_has_its_own_seeded_order_the_same_on_every_run():
+    images, labels = numbered(50)
+    first, again = (TensorBatches(images, labels, 8, shuffle=True, seed=3) for _ in range(2))
+    epochs = [delivered(first) for _ in range(3)]
+    assert epochs == [delivered(again) for _ in range(3)]
+    assert epochs[0] != epochs[1] != epochs[2]
+    assert all(sorted(epoch) == list(range(50)) for epoch in epochs)
+    assert epochs[0] != delivered(TensorBatches(images, labels, 8, shuffle=True, seed=4))
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_ranks_shard_every_epoch_without_overlap(drop_last):
+    images, labels = numbered(103)
+    ranks = [
+        TensorBatches(images, labels, 8, shuffle=True, drop_last=drop_last, seed=1, rank=r, world_size=3)
+        for r in range(3)
+    ]
+    for _ in range(2):  # two epochs
+        shards = [delivered(rank) for rank in ranks]
+        everything = [i for shard in shards for i in shard]
+        assert len(set(everything)) == len(everything), "no sample on two ranks"
+        if drop_last:  # equal full batches on every rank, as DDP training needs
+            assert {len(rank) for rank in ranks} == {103 // 3 // 8}
+            assert all(len(shard) == 103 // 3 // 8 * 8 for shard in shards)
+        else:  # evaluation: every sample exactly once
+            assert sorted(everything) == list(range(103))
+
+
+def take(batches: TensorBatches, count: int) -> list[list[int]]:
+    """The labels of the next ``count`` batches, epoch after epoch."""
+    taken = []
+    while len(taken) < count:
+        for batch in batches:
+            taken.append(delivered([batch]))
+            if len(taken) == count:
+                break
+    return taken
+
+
+@pytest.mark.parametrize("stop_after", [1, 3, 4])  # 3 batches per epoch: mid-epoch, at its end, in the next
+def test_a_restored_iterable_continues_with_exactly_the_batches_of_an_uninterrupted_one(stop_after):
+    images, labels = numbered(50)
+    settings = dict(batch_size=8, shuffle=True, drop_last=True, seed=5, rank=1, world_size=2)
+    uninterrupted = take(TensorBatches(images, labels, **settings), 9)
+    interrupted = TensorBatches(images, labels, **settings)
+    take(interrupted, stop_after)
+    restored = TensorBatches(images, labels, **settings)
+    restored.load_state_dict(interrupted.state_dict())
+    assert take(restored, 9 - stop_after) == uninterrupted[stop_after:]
+
+
+# -- Augmentation and normalisation ----------------------------------------------------------------
+
+
+def crop_and_flip_of(image: torch.Tensor, original: torch.Tensor, padding: int) -> tuple[int, int, bool] | None:
+    """The offsets and flip that make ``image`` from ``original``, if there are any."""
+    padded = nn.functional.pad(original, (padding,) * 4)
+    height, width = original.shape[-2:]
+    for dy in range(2 * padding + 1):
+        for dx in range(2 * padding + 1):
+            window = padded[:, dy : dy + height, dx : dx + width]
+            for flipped in (False, True):
+                if torch.equal(image, window.flip(-1) if flipped else window):
+                    return dy, dx, flipped
+    return None
+
+
+def test_every_image_is_a_crop_of_its_zero_padded_self_possibly_mirrored():
+    # distinct non-zero pixels: the crop and flip behind each output are unique
+    original = torch.arange(1, 3 * 6 * 6 + 1).view(3, 6, 6)
+    batch = original.expand(400, 3, 6, 6).contiguous()
+    out = random_crop_flip(batch, padding=2, flip=True, generator=torch.Generator().manual_seed(0))
+    found = [crop_and_flip_of(image, original, padding=2) for image in out]
+    assert None not in found
+    assert {(dy, dx) for dy, dx, _ in found} == {(dy, dx) for dy in range(5) for dx in range(5)}
+    assert 150 < sum(flipped for *_, flipped in found) < 250
+    assert out.shape == batch.shape and out.dtype == batch.dtype
+
+
+def test_augmentation_is_reproducible_from_its_generator_and_varies_across_the_batch():
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    first, again, other = (random_crop_flip(images, 4, True, torch.Generator().manual_seed(seed)) for seed in (7, 7, 8))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert not torch.equal(first, images)
+
+
+def test_normalisation_maps_pixels_to_standard_scores_per_channel():
+    images = torch.tensor([0, 128, 255], dtype=torch.uint8).view(1, 3, 1, 1).expand(2, 3, 4, 4)
+    mean, std = (0.1, 0.5, 0.9), (0.2, 0.3, 0.4)
+    out = normalise(images, mean, std)
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 4, 4)
+    expected = torch.tensor([(0 / 255 - 0.1) / 0.2, (128 / 255 - 0.5) / 0.3, (255 / 255 - 0.9) / 0.4])
+    torch.testing.assert_close(out[0, :, 0, 0], expected)
+    with pytest.raises(TypeError, match="uint8"):
+        normalise(out, mean, std)
+
+
+# -- Digits ----------------------------------------------------------------------------------------
+
+
+def test_digits_load_offline_as_normalised_single_channel_batches():
+    data = DigitsDataModule(batch_size=32)
+    assert (data.num_classes, data.in_channels) == (10, 1)
+    data.setup("fit")
+    assert data.classes == [str(d) for d in range(10)]
+    assert len(data.splits["train"].labels) + len(data.splits["val"].labels) == 1797
+    assert data.splits["test"] is data.splits["val"]
+    images, labels = data.transform_batch(next(iter(data.train_dataloader())), training=True)
+    assert images.shape == (32, 1, 8, 8) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    everything = data.transform_batch((data.splits["train"].images, data.splits["train"].labels), training=False)[0]
+    assert abs(everything.mean()) < 0.05 and abs(everything.std() - 1) < 0.05  # DIGITS_MEAN/STD fit the data
+
+
+def test_the_seeded_split_is_deterministic_and_disjoint():
+    kept, held_out = seeded_split(1797, 0.2, seed=0)
+    again = seeded_split(1797, 0.2, seed=0)
+    assert torch.equal(kept, again[0]) and torch.equal(held_out, again[1])
+    assert len(held_out) == 359 and sorted(kept.tolist() + held_out.tolist()) == list(range(1797))
+    assert not torch.equal(held_out, seeded_split(1797, 0.2, seed=1)[1])
+
+
+def test_augmentation_applies_only_while_the_trainer_trains():
+    data = DigitsDataModule(augment=True)
+    data.setup("fit")
+    batch = next(iter(data.val_dataloader()))
+    plain = normalise(batch[0], DIGITS_MEAN, DIGITS_STD)
+    data.trainer = SimpleNamespace(training=False, global_rank=0, world_size=1)
+    assert torch.equal(data.on_after_batch_transfer(batch, 0)[0], plain)
+    data.trainer.training = True
+    assert not torch.equal(data.on_after_batch_transfer(batch, 0)[0], plain)
+
+
+class BatchRecorder(pl.LightningModule):
+    """A linear classifier that records the labels and images of every training batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(64, 10)
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def training_step(self, batch, batch_index):
+        images, labels = batch
+        self.seen.append((labels, images))
+        return nn.functional.cross_entropy(self.linear(images.flatten(1)), labels)
+
+    def validation_step(self, batch, batch_index):
+        images, labels = batch
+        assert images.dtype == torch.float32 and labels.dtype == torch.int64
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(tmp_path, max_epochs: int, ckpt_path=None, every_n_train_steps: int | None = None) -> BatchRecorder:
+    model = BatchRecorder()
+    callbacks = []
+    if every_n_train_steps:
+        callbacks.append(ModelCheckpoint(tmp_path, "{step}", every_n_train_steps=every_n_train_steps, save_top_k=-1))
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=max_epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=bool(callbacks),
+        callbacks=callbacks,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, DigitsDataModule(batch_size=256, augment=True, seed=2), ckpt_path=ckpt_path)
+    return model
+
+
+@pytest.mark.parametrize("step", [3, 5, 7])  # 5 batches per epoch: mid-epoch, at its end, in the next one
+def test_lightning_resumes_training_with_exactly_the_batches_of_an_uninterrupted_run(tmp_path, step):
+    uninterrupted = fit(tmp_path / "whole", max_epochs=2).seen
+    fit(tmp_path / "interrupted", max_epochs=2, every_n_train_steps=step)
+    checkpoint = tmp_path / "interrupted" / f"step={step}.ckpt"
+    resumed = fit(tmp_path / "resumed", max_epochs=2, ckpt_path=checkpoint, every_n_train_steps=step).seen
+    assert len(uninterrupted) == 10 and len(resumed) == 10 - step
+    for (labels, images), (expected_labels, expected_images) in zip(resumed, uninterrupted[step:]):
+        assert torch.equal(labels, expected_labels)
+        assert torch.equal(images, expected_images)  # the augmentation continues exactly, too
