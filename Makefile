@@ -1,11 +1,12 @@
-# resnode_lightning: `make install` sets up .venv, `make test` runs the suite, `make bench` the
-# step-cost benchmark (run it alone on the machine: it measures time and memory).
+# resnode_lightning: `make quickstart` installs what is missing and trains on the digits (offline, ~1-2 min),
+# `make test` installs what is missing and runs the suite, `make bench` the benchmarks (run it alone on the
+# machine: it measures time and memory).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test bench lint clean
+.PHONY: install quickstart test bench lint clean
 
 install: $(STAMP)
 
@@ -14,6 +15,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
+
+# The paper's workflow on scikit-learn's digits: pretrain tied, then untie, deepen and fine-tune with the adjoint.
+quickstart: install
+	$(VENV)/bin/resnode fit --config quickstart.yaml
+	$(VENV)/bin/resnode fit --config quickstart_finetune.yaml
 
 test: install
 	$(PY) -m pytest -q
@@ -25,4 +31,4 @@ lint: install
 	$(PY) -m ruff check resnode_lightning tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache benchmarks/results
+	rm -rf $(VENV) .pytest_cache .ruff_cache benchmarks/results runs

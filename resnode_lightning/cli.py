@@ -29,7 +29,11 @@ class ShippedConfigFile(ActionConfigFile):
     """``--config``: a path, or the name of a config that ships with the package (a path wins)."""
 
     def __call__(self, parser, cfg, values, option_string=None):
-        super().__call__(parser, cfg, resolve_config(values), option_string)
+        try:
+            path = resolve_config(values)
+        except ValueError as error:
+            parser.error(str(error))
+        super().__call__(parser, cfg, path, option_string)
 
 
 class ResNodeCLI(LightningCLI):

@@ -1,0 +1,144 @@
+"""The `resnode` command: shipped configs by name, one folder per run, resumable and re-runnable runs."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from resnode_lightning.cli import main
+from resnode_lightning.training.config_files import shipped_configs
+
+EXPERIMENTS = sorted(name for name in shipped_configs() if "/" not in name)
+DEBUG = ["--config", "presets/debug.yaml", "--trainer.enable_progress_bar", "false"]
+
+
+@pytest.fixture(autouse=True)
+def in_empty_folder(tmp_path, monkeypatch):
+    """Each test runs the command from an empty folder, as `resnode` with no other argument."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["resnode"])
+    return tmp_path
+
+
+def run(*args: str) -> None:
+    main(list(args))
+
+
+def printed_config(capsys, *args: str) -> dict:
+    with pytest.raises(SystemExit) as exit:
+        run(*args, "--print_config")
+    assert exit.value.code == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_resnode_configs_lists_every_shipped_config_with_what_it_is(capsys):
+    run("configs")
+    out = capsys.readouterr().out
+    for name in EXPERIMENTS:
+        assert name in out
+    assert "Figure 4 (CIFAR-10): the paper's simple ResNet at depth 64" in out
+
+
+def test_a_shipped_config_is_found_by_its_bare_name_from_any_folder(capsys):
+    config = printed_config(capsys, "fit", "--config", "cifar_adjoint.yaml")
+    network = config["model"]["network"]
+    assert network["class_path"] == "resnode_lightning.models.SimpleResNet"
+    assert network["init_args"]["depth"] == 64 and network["init_args"]["gradient"] == "adjoint"
+
+
+def test_a_path_that_exists_wins_over_a_shipped_name(capsys, in_empty_folder):
+    shipped = yaml.safe_load(shipped_configs()["cifar_adjoint.yaml"].read_text())
+    shipped["model"]["network"]["init_args"]["depth"] = 12
+    (in_empty_folder / "cifar_adjoint.yaml").write_text(yaml.safe_dump(shipped))
+    config = printed_config(capsys, "fit", "--config", "cifar_adjoint.yaml")
+    assert config["model"]["network"]["init_args"]["depth"] == 12
+
+
+def test_an_unknown_config_name_is_refused_with_the_list_of_shipped_ones(capsys):
+    with pytest.raises(SystemExit) as exit:
+        run("fit", "--config", "cifar_ajdoint.yaml")
+    assert exit.value.code != 0
+    err = capsys.readouterr().err
+    assert "'cifar_ajdoint.yaml': no such file, and no shipped config has that name" in err
+    assert "cifar_adjoint.yaml" in err and "quickstart.yaml" in err
+
+
+def test_configs_compose_left_to_right_and_dotted_flags_override_them(capsys):
+    config = printed_config(
+        capsys, "fit", "--config", "cifar_adjoint.yaml", "--config", "presets/debug.yaml",
+        "--model.network.init_args.depth", "8", "--data.init_args.batch_size", "32",
+    )  # fmt: skip
+    assert config["trainer"]["limit_train_batches"] == 4 and config["trainer"]["max_epochs"] == 1
+    assert config["model"]["network"]["init_args"]["depth"] == 8 and config["data"]["init_args"]["batch_size"] == 32
+    assert config["model"]["network"]["init_args"]["scheme"] == "heun"  # untouched keys survive
+
+
+def test_help_shows_the_modules_own_arguments_with_their_docstrings(capsys):
+    with pytest.raises(SystemExit):
+        run("fit", "--help")
+    out = capsys.readouterr().out
+    assert "--model.init_from" in out and "weights to start from" in out
+    assert "--model.trainable_stages" in out and "--checkpoint.monitor" in out
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_shipped_config_parses_against_todays_signatures(capsys, name):
+    config = printed_config(capsys, "fit", "--config", name)
+    assert config["model"]["network"]["class_path"].startswith("resnode_lightning.models.")
+    assert isinstance(config["seed_everything"], int)
+
+
+def test_fit_writes_each_run_into_its_own_folder_and_nothing_elsewhere(capsys, in_empty_folder):
+    run("fit", "--config", "quickstart.yaml", *DEBUG)
+    assert "Done. Checkpoints: runs/quickstart/version_0/checkpoints/best.ckpt" in capsys.readouterr().out
+    run("fit", "--config", "quickstart.yaml", *DEBUG)
+    assert [p.name for p in in_empty_folder.iterdir()] == ["runs"]
+    runs = in_empty_folder / "runs" / "quickstart"
+    assert sorted(p.name for p in runs.iterdir()) == ["version_0", "version_1"]
+    for version in runs.iterdir():
+        assert {"config.yaml", "metrics.csv", "checkpoints"} <= {p.name for p in version.iterdir()}
+        assert {p.name for p in (version / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
+    metrics = (runs / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss", "train/acc", "train/lr", "val/acc1", "val/acc5"} <= set(metrics)
+
+
+def test_the_saved_config_reruns_the_same_run_and_checkpoints_validate_and_test(capsys, in_empty_folder):
+    run("fit", "--config", "quickstart.yaml", *DEBUG)
+    first = in_empty_folder / "runs" / "quickstart" / "version_0"
+    saved = yaml.safe_load((first / "config.yaml").read_text())
+    assert saved["trainer"]["logger"]["init_args"]["name"] == "quickstart"
+    run("fit", "--config", str(first / "config.yaml"))  # the resolved config, as it was saved
+    second = in_empty_folder / "runs" / "quickstart" / "version_1"
+    assert yaml.safe_load((second / "config.yaml").read_text())["model"] == saved["model"]
+    checkpoint = torch.load(first / "checkpoints" / "best.ckpt", weights_only=True)
+    capsys.readouterr()
+    for subcommand in ("validate", "test"):
+        run(subcommand, "--config", "quickstart.yaml", *DEBUG, "--ckpt_path", str(first / "checkpoints" / "best.ckpt"))
+    out = capsys.readouterr().out
+    best = checkpoint["callbacks"][next(k for k in checkpoint["callbacks"] if "ModelCheckpoint" in k)]
+    assert f"{best['best_model_score'].item():.4f}"[:5] in out  # validate reproduces the checkpoint's score
+    assert "test/acc1" in out
+
+
+def test_the_quickstart_workflow_pretrains_tied_then_fine_tunes_untied_and_deeper_with_the_adjoint(
+    capsys, in_empty_folder
+):
+    run("fit", "--config", "quickstart.yaml", *DEBUG, "--trainer.limit_train_batches", "20")
+    run("fit", "--config", "quickstart_finetune.yaml", *DEBUG)
+    out = capsys.readouterr().out
+    assert "runs/quickstart_finetune/version_0/checkpoints/best.ckpt" in out
+    tuned = torch.load(
+        in_empty_folder / "runs/quickstart_finetune/version_0/checkpoints/last.ckpt", weights_only=True
+    )["state_dict"]
+    pretrained = torch.load(in_empty_folder / "runs/quickstart/version_0/checkpoints/best.ckpt", weights_only=True)[
+        "state_dict"
+    ]
+    # frozen stem and stage 1 are the pretrained ones; stage 3 has 15 untied blocks, trained
+    assert torch.equal(tuned["network.stem.conv.weight"], pretrained["network.stem.conv.weight"])
+    assert torch.equal(tuned["network.stages.0.stack.blocks.1.conv1.weight"],
+                       pretrained["network.stages.0.stack.blocks.0.conv1.weight"])  # fmt: skip
+    assert "network.stages.2.stack.blocks.14.conv1.weight" in tuned
+    assert not torch.equal(tuned["network.stages.2.stack.blocks.0.conv1.weight"],
+                           pretrained["network.stages.2.stack.blocks.0.conv1.weight"])  # fmt: skip
