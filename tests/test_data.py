@@ -10,9 +10,16 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
-from resnode_lightning.data import CIFAR10DataModule, CIFAR100DataModule, DigitsDataModule, TensorBatches, image_folder
+from resnode_lightning.data import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    DigitsDataModule,
+    ImageNetDataModule,
+    TensorBatches,
+    image_folder,
+)
 from resnode_lightning.data.augment import normalise, random_crop_flip
-from resnode_lightning.data.constants import DIGITS_MEAN, DIGITS_STD
+from resnode_lightning.data.constants import DIGITS_MEAN, DIGITS_STD, IMAGENET_MEAN, IMAGENET_STD
 from resnode_lightning.data.in_memory import seeded_split
 
 
@@ -366,3 +373,31 @@ def test_download_true_downloads_both_splits_with_torchvision_into_root_and_read
     fake = FakeTorchvisionCIFAR10(str(tmp_path), train=True, download=False)
     assert torch.equal(data.splits["train"].images, torch.from_numpy(fake.data).permute(0, 3, 1, 2))
     assert data.splits["train"].labels.tolist() == fake.targets and data.classes == CIFAR10_CLASSES
+
+
+# -- ImageNet --------------------------------------------------------------------------------------
+
+
+def test_imagenet_pipeline_gives_normalised_batches_decoded_in_worker_processes(cifar_jpg_root):
+    """The real JPEG pipeline, on the CIFAR subset at 32 px (its test/ folder as the validation folder)."""
+    data = ImageNetDataModule(
+        root=str(cifar_jpg_root), num_classes=10, image_size=32, batch_size=16, num_workers=2, val_dir="test"
+    )
+    assert (data.num_classes, data.in_channels) == (10, 3)
+    data.setup("fit")
+    assert data.classes == CIFAR10_CLASSES
+    for loader, training in ((data.train_dataloader(), True), (data.val_dataloader(), False)):
+        assert loader.num_workers == 2
+        images, labels = next(iter(loader))
+        assert images.shape == (16, 3, 32, 32) and images.dtype == torch.uint8 and labels.dtype == torch.int64
+        normalised, _ = data.transform_batch((images, labels), training=training)
+        assert torch.equal(normalised, normalise(images, IMAGENET_MEAN, IMAGENET_STD))
+        assert normalised.dtype == torch.float32 and normalised.abs().max() < 3
+    assert len(data.train_dataloader()) == 200 // 16 and len(data.test_dataloader()) == -(-100 // 16)
+
+
+def test_imagenet_refuses_a_wrong_class_count_and_a_missing_folder_naming_them(cifar_jpg_root):
+    with pytest.raises(ValueError, match=f"{cifar_jpg_root / 'train'} has 10 class folders but num_classes=1000"):
+        ImageNetDataModule(root=str(cifar_jpg_root), val_dir="test").setup("fit")
+    with pytest.raises(FileNotFoundError, match=f"No images under {cifar_jpg_root / 'val'}.*no download"):
+        ImageNetDataModule(root=str(cifar_jpg_root), num_classes=10).setup("fit")

@@ -3,5 +3,6 @@
 from .batches import TensorBatches
 from .cifar import CIFAR10DataModule, CIFAR100DataModule
 from .digits import DigitsDataModule
+from .imagenet import ImageNetDataModule
 
-__all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "DigitsDataModule", "TensorBatches"]
+__all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "DigitsDataModule", "ImageNetDataModule", "TensorBatches"]
