@@ -1,5 +1,7 @@
 """The data layer: in-memory batches, batched augmentation, and the data modules on real data."""
 
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import lightning.pytorch as pl
@@ -8,9 +10,16 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
-from resnode_lightning.data import DigitsDataModule, TensorBatches
+from resnode_lightning.data import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    DigitsDataModule,
+    ImageNetDataModule,
+    TensorBatches,
+    image_folder,
+)
 from resnode_lightning.data.augment import normalise, random_crop_flip
-from resnode_lightning.data.constants import DIGITS_MEAN, DIGITS_STD
+from resnode_lightning.data.constants import DIGITS_MEAN, DIGITS_STD, IMAGENET_MEAN, IMAGENET_STD
 from resnode_lightning.data.in_memory import seeded_split
 
 
@@ -209,13 +218,186 @@ def fit(tmp_path, max_epochs: int, ckpt_path=None, every_n_train_steps: int | No
     return model
 
 
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")  # the checkpoint callback: not needed
 @pytest.mark.parametrize("step", [3, 5, 7])  # 5 batches per epoch: mid-epoch, at its end, in the next one
 def test_lightning_resumes_training_with_exactly_the_batches_of_an_uninterrupted_run(tmp_path, step):
     uninterrupted = fit(tmp_path / "whole", max_epochs=2).seen
     fit(tmp_path / "interrupted", max_epochs=2, every_n_train_steps=step)
     checkpoint = tmp_path / "interrupted" / f"step={step}.ckpt"
-    resumed = fit(tmp_path / "resumed", max_epochs=2, ckpt_path=checkpoint, every_n_train_steps=step).seen
+    resumed = fit(tmp_path / "resumed", max_epochs=2, ckpt_path=checkpoint).seen
     assert len(uninterrupted) == 10 and len(resumed) == 10 - step
     for (labels, images), (expected_labels, expected_images) in zip(resumed, uninterrupted[step:]):
         assert torch.equal(labels, expected_labels)
         assert torch.equal(images, expected_images)  # the augmentation continues exactly, too
+
+
+# -- CIFAR -----------------------------------------------------------------------------------------
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.fixture
+def cifar_copy(cifar_jpg_root, tmp_path):
+    """A private copy of the JPEG subset, free to change, without the decode cache other tests may have left."""
+    return shutil.copytree(cifar_jpg_root, tmp_path / "cifar10-jpg", ignore=shutil.ignore_patterns(".resnode_cache"))
+
+
+def test_cifar_image_tree_gives_uint8_splits_and_normalised_augmented_batches(cifar_copy, tmp_path, monkeypatch):
+    working_directory = tmp_path / "cwd"
+    working_directory.mkdir()
+    monkeypatch.chdir(working_directory)
+    data = CIFAR10DataModule(root=str(cifar_copy.parent), batch_size=16)  # the folder that holds cifar10-jpg/
+    assert (data.num_classes, data.in_channels) == (10, 3)
+    data.prepare_data()
+    data.setup("fit")
+    assert data.classes == CIFAR10_CLASSES
+    train, test = data.splits["train"], data.splits["test"]
+    assert train.images.shape == (200, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert test.images.shape == (100, 3, 32, 32) and data.splits["val"] is test  # val_split = 0: the paper's way
+    assert torch.equal(train.labels.bincount(), torch.full((10,), 20))
+    images, labels = data.transform_batch(next(iter(data.train_dataloader())), training=True)
+    assert images.shape == (16, 3, 32, 32) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    everything = data.transform_batch((test.images, test.labels), training=False)[0]
+    assert everything.mean(dim=(0, 2, 3)).abs().max() < 0.15  # CIFAR10_MEAN fits the real images; the paper's
+    assert ((1 < everything.std(dim=(0, 2, 3))) & (everything.std(dim=(0, 2, 3)) < 1.5)).all()  # std is ~20 % low
+    assert list(working_directory.iterdir()) == []  # nothing written to the working directory
+
+
+def test_cifar_validation_hold_out_is_seeded_and_disjoint_from_training(cifar_jpg_root):
+    def splits(seed):
+        data = CIFAR10DataModule(root=str(cifar_jpg_root), val_split=0.1, seed=seed)
+        data.setup("fit")
+        return data.splits
+
+    first, again, other = splits(0), splits(0), splits(1)
+    assert len(first["val"].labels) == 20 and len(first["train"].labels) == 180
+    assert torch.equal(first["val"].images, again["val"].images)
+    assert not torch.equal(first["val"].images, other["val"].images)
+    training = {bytes(image.numpy()) for image in first["train"].images}
+    assert not any(bytes(image.numpy()) in training for image in first["val"].images)
+    assert len(first["test"].labels) == 100
+
+
+def test_decoded_images_are_cached_once_and_reused_without_decoding(cifar_copy, monkeypatch):
+    first = CIFAR10DataModule(root=str(cifar_copy))
+    first.setup("fit")
+    caches = sorted((cifar_copy / ".resnode_cache").iterdir())
+    assert [cache.name for cache in caches] == ["test.pt", "train.pt"]
+    written = [cache.stat().st_mtime_ns for cache in caches]
+
+    def no_decoding(path):
+        raise AssertionError(f"decoded {path} again")
+
+    monkeypatch.setattr(image_folder, "open_rgb", no_decoding)
+    again = CIFAR10DataModule(root=str(cifar_copy))
+    again.setup("fit")
+    assert torch.equal(again.splits["train"].images, first.splits["train"].images)
+    assert [cache.stat().st_mtime_ns for cache in caches] == written
+
+
+def test_the_cache_is_decoded_again_when_the_images_change(cifar_copy):
+    CIFAR10DataModule(root=str(cifar_copy)).setup("fit")
+    removed = sorted((cifar_copy / "train" / "cat").iterdir())[0]
+    removed.unlink()
+    data = CIFAR10DataModule(root=str(cifar_copy))
+    data.setup("fit")
+    assert len(data.splits["train"].labels) == 199
+
+
+def test_the_cache_goes_to_the_user_cache_when_the_data_folder_is_not_writable(cifar_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    (cifar_copy / ".resnode_cache").write_text("a file where the cache folder would go")
+    with pytest.warns(UserWarning, match="user-cache"):
+        CIFAR10DataModule(root=str(cifar_copy)).setup("fit")
+    assert len(list((tmp_path / "user-cache" / "resnode_lightning").glob("*/train.pt"))) == 1
+    CIFAR10DataModule(root=str(cifar_copy)).setup("fit")  # and is found there next time
+    assert len(list((tmp_path / "user-cache" / "resnode_lightning").glob("*/*.pt"))) == 2
+
+
+def test_missing_data_is_refused_with_the_path_and_the_ways_to_get_it(tmp_path):
+    data = CIFAR10DataModule(root=str(tmp_path / "nothing"))
+    for hook in (data.prepare_data, lambda: data.setup("fit")):
+        with pytest.raises(FileNotFoundError, match="download: true") as error:
+            hook()
+        assert str(tmp_path / "nothing" / "cifar-10-batches-py") in str(error.value)
+        assert f"{tmp_path / 'nothing'}/train/<class>/<image>" in str(error.value)
+
+
+def test_empty_image_folders_are_refused_with_their_path(tmp_path):
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "test").mkdir()
+    with pytest.raises(FileNotFoundError, match=f"class folders of {tmp_path / 'train'} hold no images"):
+        CIFAR10DataModule(root=str(tmp_path)).setup("fit")
+
+
+def test_a_corrupt_image_is_refused_with_its_file_name(cifar_copy):
+    corrupt = sorted((cifar_copy / "test" / "dog").iterdir())[3]
+    corrupt.write_bytes(b"not a JPEG")
+    with pytest.raises(ValueError, match=f"Cannot decode the image {corrupt}"):
+        CIFAR10DataModule(root=str(cifar_copy)).prepare_data()
+
+
+def test_cifar100_has_100_classes_and_refuses_a_10_class_tree(cifar_jpg_root):
+    data = CIFAR100DataModule(root=str(cifar_jpg_root))
+    assert (data.num_classes, data.in_channels) == (100, 3)
+    with pytest.raises(ValueError, match=f"{cifar_jpg_root / 'train'} has 10 class folders but CIFAR-100 has 100"):
+        data.setup("fit")
+
+
+class FakeTorchvisionCIFAR10:
+    """Stands in for torchvision.datasets.CIFAR10, which needs a network to download: records its calls."""
+
+    calls: list[tuple[str, bool, bool]] = []
+
+    def __init__(self, root: str, train: bool, download: bool) -> None:
+        FakeTorchvisionCIFAR10.calls.append((root, train, download))
+        if download:
+            (Path(root) / "cifar-10-batches-py").mkdir(parents=True, exist_ok=True)
+        size = 50 if train else 10
+        self.data = torch.arange(size * 32 * 32 * 3).remainder(256).to(torch.uint8).view(size, 32, 32, 3).numpy()
+        self.targets = [i % 10 for i in range(size)]
+        self.classes = CIFAR10_CLASSES
+
+
+def test_download_true_downloads_both_splits_with_torchvision_into_root_and_reads_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(CIFAR10DataModule, "dataset_class", FakeTorchvisionCIFAR10)
+    FakeTorchvisionCIFAR10.calls = []
+    data = CIFAR10DataModule(root=str(tmp_path / "data"), download=True)
+    data.prepare_data()
+    assert FakeTorchvisionCIFAR10.calls == [(str(tmp_path / "data"), True, True), (str(tmp_path / "data"), False, True)]
+    data.setup("fit")
+    assert FakeTorchvisionCIFAR10.calls[2:] == [
+        (str(tmp_path / "data"), True, False),
+        (str(tmp_path / "data"), False, False),
+    ]
+    fake = FakeTorchvisionCIFAR10(str(tmp_path), train=True, download=False)
+    assert torch.equal(data.splits["train"].images, torch.from_numpy(fake.data).permute(0, 3, 1, 2))
+    assert data.splits["train"].labels.tolist() == fake.targets and data.classes == CIFAR10_CLASSES
+
+
+# -- ImageNet --------------------------------------------------------------------------------------
+
+
+def test_imagenet_pipeline_gives_normalised_batches_decoded_in_worker_processes(cifar_jpg_root):
+    """The real JPEG pipeline, on the CIFAR subset at 32 px (its test/ folder as the validation folder)."""
+    data = ImageNetDataModule(
+        root=str(cifar_jpg_root), num_classes=10, image_size=32, batch_size=16, num_workers=2, val_dir="test"
+    )
+    assert (data.num_classes, data.in_channels) == (10, 3)
+    data.setup("fit")
+    assert data.classes == CIFAR10_CLASSES
+    for loader, training in ((data.train_dataloader(), True), (data.val_dataloader(), False)):
+        assert loader.num_workers == 2
+        images, labels = next(iter(loader))
+        assert images.shape == (16, 3, 32, 32) and images.dtype == torch.uint8 and labels.dtype == torch.int64
+        normalised, _ = data.transform_batch((images, labels), training=training)
+        assert torch.equal(normalised, normalise(images, IMAGENET_MEAN, IMAGENET_STD))
+        assert normalised.dtype == torch.float32 and normalised.abs().max() < 3
+    assert len(data.train_dataloader()) == 200 // 16 and len(data.test_dataloader()) == -(-100 // 16)
+
+
+def test_imagenet_refuses_a_wrong_class_count_and_a_missing_folder_naming_them(cifar_jpg_root):
+    with pytest.raises(ValueError, match=f"{cifar_jpg_root / 'train'} has 10 class folders but num_classes=1000"):
+        ImageNetDataModule(root=str(cifar_jpg_root), val_dir="test").setup("fit")
+    with pytest.raises(FileNotFoundError, match=f"No images under {cifar_jpg_root / 'val'}.*no download"):
+        ImageNetDataModule(root=str(cifar_jpg_root), num_classes=10).setup("fit")

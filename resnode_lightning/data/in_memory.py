@@ -18,6 +18,11 @@ class Split:
     images: Tensor
     labels: Tensor
 
+    @classmethod
+    def from_channels_last(cls, pixels: Tensor, labels: Tensor) -> Split:
+        """A split from (N, H, W, C) uint8 pixels, as PIL and torchvision's CIFAR ``.data`` hold them."""
+        return cls(pixels.permute(0, 3, 1, 2).contiguous(), labels.to(torch.int64))
+
     def subset(self, indices: Tensor) -> Split:
         """The samples at ``indices``, in that order."""
         return Split(self.images.index_select(0, indices), self.labels.index_select(0, indices))
