@@ -142,3 +142,47 @@ def test_the_quickstart_workflow_pretrains_tied_then_fine_tunes_untied_and_deepe
     assert "network.stages.2.stack.blocks.14.conv1.weight" in tuned
     assert not torch.equal(tuned["network.stages.2.stack.blocks.0.conv1.weight"],
                            pretrained["network.stages.2.stack.blocks.0.conv1.weight"])  # fmt: skip
+
+
+def finished_run(folder: Path) -> dict:
+    """The last logged validation metrics of a run folder, after checking what the run wrote."""
+    assert {p.name for p in (folder / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
+    assert (folder / "config.yaml").is_file()
+    rows = (folder / "metrics.csv").read_text().splitlines()
+    logged = [dict(zip(rows[0].split(","), row.split(","))) for row in rows[1:]]
+    return next(row for row in reversed(logged) if row["val/acc1"])
+
+
+def test_the_cifar_family_trains_on_real_cifar_images(cifar_jpg_root, in_empty_folder):
+    run(
+        "fit", "--config", "cifar_adjoint.yaml", *DEBUG, "--data.init_args.root", str(cifar_jpg_root),
+        "--data.init_args.batch_size", "32", "--model.network.init_args.depth", "4",
+    )  # fmt: skip
+    metrics = finished_run(in_empty_folder / "runs" / "cifar_adjoint" / "version_0")
+    assert 0 <= float(metrics["val/acc1"]) <= 1 and float(metrics["val/acc5"]) >= float(metrics["val/acc1"])
+
+
+def test_the_cifar_table_2_workflow_runs_as_two_configs(cifar_jpg_root, in_empty_folder):
+    small = ["--data.init_args.root", str(cifar_jpg_root), "--data.init_args.batch_size", "32",
+             "--model.network.init_args.base_width", "4"]  # fmt: skip
+    run("fit", "--config", "cifar_tied_pretrain.yaml", *DEBUG, *small)
+    run("fit", "--config", "cifar_untie_finetune.yaml", *DEBUG, *small, "--model.network.init_args.depth=[4, 4, 9, 4]")
+    folder = in_empty_folder / "runs" / "cifar_untie_finetune" / "version_0"
+    finished_run(folder)
+    tuned = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    assert tuned["hyper_parameters"]["init_from"] == "runs/cifar_tied_pretrain"
+    assert tuned["hyper_parameters"]["trainable_stages"] == [3]
+    assert "network.stages.2.stack.blocks.7.conv1.weight" in tuned["state_dict"]
+
+
+def test_the_imagenet_family_trains_on_a_real_jpeg_tree(cifar_jpg_root, in_empty_folder):
+    run(
+        "fit", "--config", "imagenet_resnet101_adjoint_stage3.yaml", *DEBUG,
+        "--data.init_args.root", str(cifar_jpg_root), "--data.init_args.val_dir", "test",
+        "--data.init_args.image_size", "32", "--data.init_args.num_classes", "10",
+        "--data.init_args.batch_size", "16", "--data.init_args.num_workers", "2",
+        "--model.network.init_args.num_classes", "10", "--model.network.init_args.base_width", "4",
+        "--model.network.init_args.depth=[2, 2, 4, 2]",
+    )  # fmt: skip
+    metrics = finished_run(in_empty_folder / "runs" / "imagenet_resnet101_adjoint_stage3" / "version_0")
+    assert 0 <= float(metrics["val/acc1"]) <= 1
