@@ -20,6 +20,10 @@ from . import __version__
 from .training import ImageClassifier
 from .training.config_files import describe_shipped_configs, resolve_config
 
+DESCRIPTION = (
+    "Train ResNets as discretised Neural ODEs (Euler/Heun) with a memory-free adjoint. "
+    "`resnode configs` lists the shipped configs; `resnode fit --config NAME.yaml` trains one."
+)
 RUNS = "runs"
 DEFAULT_LOGGER = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS}}
 CHECKPOINT_DEFAULTS = {"monitor": "val/acc1", "mode": "max", "filename": "best", "save_last": True}
@@ -95,6 +99,6 @@ def main(args: ArgsType = None) -> None:
         trainer_defaults={"logger": DEFAULT_LOGGER},
         seed_everything_default=0,
         auto_configure_optimizers=False,
-        parser_kwargs={"version": __version__, "prog": "resnode"},
+        parser_kwargs={"version": __version__, "prog": "resnode", "description": DESCRIPTION},
         args=args,
     )

@@ -37,18 +37,31 @@ def resolve_config(value: str) -> str:
 
 
 def description(path: Path) -> str:
-    """The first line of the config's header comment."""
+    """The first sentence of the config's header comment."""
+    header = []
     for line in path.read_text().splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-        if line.strip():
+        if not line.startswith("#"):
             break
-    return ""
+        header.append(line.lstrip("# ").strip())
+    text = " ".join(header)
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
+GROUPS = {
+    "": "Experiments (resnode fit --config NAME):",
+    "presets": "Presets (compose after an experiment: --config NAME --config presets/PRESET):",
+    "models": "Networks alone (a model.network section, e.g. --model.network PATH):",
+}
 
 
 def describe_shipped_configs() -> str:
-    """One line per shipped config: its name and what it is."""
+    """One line per shipped config, by group: its name and what it is."""
     configs = shipped_configs()
     width = max(map(len, configs))
-    lines = [f"{name:<{width}}  {description(path)}" for name, path in configs.items()]
-    return "\n".join(["Shipped configs (resnode fit --config NAME):", *lines])
+    lines = []
+    for folder, title in GROUPS.items():
+        group = {n: p for n, p in configs.items() if p.parent.relative_to(SHIPPED).as_posix() == (folder or ".")}
+        if group:
+            lines += ["" if lines else None, title, *(f"  {n:<{width}}  {description(p)}" for n, p in group.items())]
+    return "\n".join(line for line in lines if line is not None)
