@@ -86,13 +86,14 @@ class ResNodeCLI(LightningCLI):
         )
 
 
-def main(args: ArgsType = None) -> None:
-    """Run the ``resnode`` command line (``args`` as on the command line, or from ``sys.argv``)."""
+def main(args: ArgsType = None) -> ResNodeCLI | None:
+    """Run the ``resnode`` command line (``args`` as on the command line, or from ``sys.argv``);
+    returns the CLI, whose ``trainer``, ``model`` and ``datamodule`` a Python caller may inspect."""
     argv = sys.argv[1:] if args is None else list(args)
     if argv[:1] == ["configs"]:
         print(describe_shipped_configs())
-        return
-    ResNodeCLI(
+        return None
+    return ResNodeCLI(
         ImageClassifier,
         LightningDataModule,
         subclass_mode_data=True,
