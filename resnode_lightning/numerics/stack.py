@@ -10,7 +10,6 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.dropout import _DropoutNd
 from torch.utils.checkpoint import checkpoint
 
 from .adjoint import adjoint_integrate
@@ -144,27 +143,21 @@ class ResidualStack(nn.Module):
         if not needs_graph or self.gradient == "backprop":
             return integrate(x, self.blocks, scheme, self.h)
         if self.gradient == "adjoint":
-            self._refuse_random_layers()
             return adjoint_integrate(x, self.blocks, scheme, self.h, self.anchor_every)
         return self._checkpointed(x, scheme)
 
     @torch.no_grad()
     def states(self, x: Tensor) -> Tensor:
-        """The whole trajectory x_0, x_1, .., x_N as one (N + 1, *x.shape) tensor (no graph)."""
-        scheme, states = SCHEMES[self.scheme], [x]
-        for n in range(self.depth):
-            states.append(integrate(states[-1], self.blocks, scheme, self.h, n, n + 1))
-        return torch.stack(states)
+        """The whole trajectory x_0, x_1, .., x_N as one (N + 1, *x.shape) tensor (no graph).
 
-    def _refuse_random_layers(self) -> None:
-        for name, module in self.blocks.named_modules():
-            if isinstance(module, _DropoutNd) and module.training and module.p > 0:
-                raise ValueError(
-                    f"gradient='adjoint' cannot rebuild activations through {type(module).__name__} "
-                    f"(blocks.{name}, training mode): its random mask in backward would differ from the "
-                    "forward's. Use gradient='checkpoint' (it replays the random state), set p=0, or "
-                    "put that module in eval mode."
-                )
+        Train-mode BatchNorm normalises with batch statistics, as in the forward pass, but its
+        running statistics are left as they were: looking at the trajectory is not a step.
+        """
+        scheme, states = SCHEMES[self.scheme], [x]
+        with preserved_buffers(unique_buffers(self.blocks)):
+            for n in range(self.depth):
+                states.append(integrate(states[-1], self.blocks, scheme, self.h, n, n + 1))
+        return torch.stack(states)
 
     def _checkpointed(self, x: Tensor, scheme) -> Tensor:
         segment = self.anchor_every or math.ceil(math.sqrt(self.depth))
