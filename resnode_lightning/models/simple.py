@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from ..numerics import GradientMode, ResidualStack, SchemeName, StepRule
+from ..numerics import GradientMode, ResidualStack, SchemeName, StepRule, check_count
 from .blocks import PreActBasicBlock
 from .parts import classifier_head, residual_stack
 
@@ -26,7 +26,7 @@ class SimpleResNet(nn.Module):
         num_classes: outputs of the linear head.
         in_channels: channels of the input images.
         scheme: ``"euler"`` (a ResNet) or ``"heun"`` (a HeunNet).
-        step: ``"1/depth"`` (h = 1/N) or ``"1"`` (h = 1, classical).
+        step: ``"1/depth"`` (h = 1/N), ``"1"`` (h = 1, classical) or a positive number (h itself).
         gradient: ``"backprop"``, ``"checkpoint"`` or ``"adjoint"`` (memory-free, approximate).
         anchor_every: store the true state every k steps (adjoint; segment length of checkpointing).
         tied: one block used at every step (θ_n = θ).
@@ -67,7 +67,7 @@ class SimpleResNet(nn.Module):
     @staticmethod
     def stack_depths(depth: int) -> list[int]:
         """The depth of the one stack: N = ``depth``."""
-        return [depth]
+        return [check_count("depth", depth, 1, "the blocks of the residual stack (N)")]
 
     @property
     def stacks(self) -> list[ResidualStack]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -14,12 +15,12 @@ from torch.utils.checkpoint import checkpoint
 
 from .adjoint import adjoint_integrate
 from .buffers import preserved_buffers, unique_buffers
-from .choices import check_choice
+from .choices import check_choice, check_count
 from .schemes import SCHEMES, SchemeName
 from .trajectory import integrate
 
 GradientMode = Literal["backprop", "checkpoint", "adjoint"]
-StepRule = Literal["1/depth", "1"]
+StepRule = Literal["1/depth", "1"] | float  # h = 1/N, h = 1, or h itself (a positive number)
 Interpolation = Literal["constant", "linear"]
 
 GRADIENT_MODES: tuple[str, ...] = ("backprop", "checkpoint", "adjoint")
@@ -41,7 +42,7 @@ class ResidualStack(nn.Module):
     Args:
         blocks: the residual functions, one per step; each maps a tensor to one of its shape.
         scheme: ``"euler"`` (order 1) or ``"heun"`` (order 2).
-        step: ``"1/depth"`` for h = 1/N, ``"1"`` for h = 1.
+        step: ``"1/depth"`` for h = 1/N, ``"1"`` for h = 1, or a positive number: h itself.
         gradient: how backward works. ``"backprop"``: plain autograd, exact, memory O(N).
             ``"checkpoint"``: exact recomputation (non-reentrant ``torch.utils.checkpoint``) of
             segments of ``anchor_every`` steps (default ⌈√N⌉), memory O(N/k + k).
@@ -49,7 +50,8 @@ class ResidualStack(nn.Module):
             :mod:`~resnode_lightning.numerics.adjoint`; approximate, memory O(1) in N.
         anchor_every: adjoint only stores the true state every k steps and restarts the
             reconstruction from it (memory O(N/k), error reset per segment; k = 1 is exact);
-            checkpoint uses it as the segment length.
+            checkpoint uses it as the segment length. k >= N stores the input x_0 only (adjoint)
+            and makes one segment (checkpoint); k > N warns.
 
     ``gradient`` and ``anchor_every`` are plain attributes: they may be changed between steps.
     Running buffers (BatchNorm) are updated once per forward in every mode.
@@ -75,9 +77,7 @@ class ResidualStack(nn.Module):
     @classmethod
     def tied(cls, block: nn.Module, depth: int, **options) -> ResidualStack:
         """A stack that applies the one module ``block`` at each of ``depth`` steps."""
-        if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {depth!r}.")
-        return cls([block] * depth, **options)
+        return cls([block] * check_count("depth", depth, 1, "the steps of the stack"), **options)
 
     # -- validated settings ---------------------------------------------------------------
     @property
@@ -89,12 +89,21 @@ class ResidualStack(nn.Module):
         self._scheme = check_choice("scheme", value, tuple(SCHEMES))
 
     @property
-    def step(self) -> str:
+    def step(self) -> str | float:
         return self._step
 
     @step.setter
-    def step(self, value: str) -> None:
-        self._step = check_choice("step", str(value), STEP_RULES)
+    def step(self, value: str | float) -> None:
+        positive_number = (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
+        )
+        if value not in STEP_RULES and not positive_number:
+            raise ValueError(
+                f"step={value!r} is not one of {', '.join(map(repr, STEP_RULES))} or a positive number: "
+                "give '1/depth' for h = 1/N (the Neural ODE view), '1' for the classical h = 1, or h "
+                "itself, e.g. 0.1."
+            )
+        self._step = value if isinstance(value, str) else float(value)
 
     @property
     def gradient(self) -> str:
@@ -110,9 +119,19 @@ class ResidualStack(nn.Module):
 
     @anchor_every.setter
     def anchor_every(self, value: int | None) -> None:
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"anchor_every must be None or an integer >= 1, got {value!r}.")
+        if value is not None:
+            check_count("anchor_every", value, 1, "the steps between stored states (None: no anchor)")
         self._anchor_every = value
+        self._warn_if_anchors_exceed_depth()
+
+    def _warn_if_anchors_exceed_depth(self) -> None:
+        if self.anchor_every is not None and self.anchor_every > self.depth:
+            warnings.warn(
+                f"anchor_every={self.anchor_every} is larger than the stack's depth N = {self.depth}: the "
+                "adjoint then stores the input x_0 only (one anchor, as anchor_every=N) and checkpointing "
+                "recomputes the whole stack as one segment. Give anchor_every <= N to store more states.",
+                stacklevel=3,
+            )
 
     # -- derived quantities ---------------------------------------------------------------
     @property
@@ -121,7 +140,7 @@ class ResidualStack(nn.Module):
 
     @property
     def h(self) -> float:
-        return 1.0 / self.depth if self.step == "1/depth" else 1.0
+        return 1.0 / self.depth if self.step == "1/depth" else float(self.step)
 
     @property
     def is_tied(self) -> bool:
@@ -200,13 +219,23 @@ class ResidualStack(nn.Module):
         (a depth-1 stack counts as tied): call :meth:`untie` afterwards for independent copies.
         Modules shared between some blocks of an untied stack come out as independent copies.
         With h = 1/M the function changes only by the discretisation error, O(1/N) for Euler.
+        With a fixed step (``step="1"`` or a number) h does not shrink: the deeper stack adds
+        up more steps of the same size and computes another function (a warning says so).
         """
-        if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {depth!r}.")
+        check_count("depth", depth, 1, "the steps of the stack")
         check_choice("interpolation", interpolation, INTERPOLATIONS)
+        if self.step != "1/depth" and depth != self.depth:
+            warnings.warn(
+                f"deepening a stack with step={self.step!r} from N = {self.depth} to {depth}: h stays "
+                f"{self.h:g}, so the deeper stack integrates over a {depth / self.depth:g}x longer time and "
+                "computes another function. Only step='1/depth' (h = 1/N) keeps the function up to the "
+                "discretisation error.",
+                stacklevel=2,
+            )
         old = list(self.blocks)
         if self.is_tied:
             self.blocks = nn.ModuleList([old[0]] * depth)
+            self._warn_if_anchors_exceed_depth()
             return self
         new = []
         for i in range(depth):
@@ -218,6 +247,7 @@ class ResidualStack(nn.Module):
                 mix_weights(block, old[j], old[j + 1], w)
             new.append(block)
         self.blocks = nn.ModuleList(new)
+        self._warn_if_anchors_exceed_depth()
         return self
 
 
