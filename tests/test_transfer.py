@@ -108,6 +108,17 @@ def test_deepen_takes_the_depth_of_the_constructor():
         deepen(model, [4, 4, 1, 4])
 
 
+def test_a_tied_model_refuses_a_plain_load_of_untied_weights():
+    """load_state_dict would copy every block of the checkpoint into the one shared block, keep
+    the last and report all keys matched; it is refused, and a tied checkpoint still loads."""
+    untied = ResNet(depth=4, base_width=4)
+    tied = ResNet(depth=4, base_width=4, tied=True)
+    with pytest.raises(RuntimeError, match=r"stages.0.stack.blocks holds one block shared by 3 steps .*\(tied=False\)"):
+        tied.load_state_dict(untied.state_dict())
+    tied.load_state_dict(tied_resnet().float().state_dict())
+    assert same_state(tied, tied_resnet().float())
+
+
 # -- load_weights -----------------------------------------------------------------------------
 
 

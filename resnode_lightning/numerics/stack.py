@@ -194,6 +194,33 @@ class ResidualStack(nn.Module):
             )
         return x
 
+    # -- loading weights ------------------------------------------------------------------
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        """Refuse a state_dict that holds different weights for the copies of one shared block:
+        loading would keep the last copy and report every key matched."""
+        for indices in self._shared_blocks().values():
+            for key in self.blocks[indices[0]].state_dict():
+                tensors = [state_dict.get(f"{prefix}blocks.{i}.{key}") for i in indices]
+                if any(t is not None and not torch.equal(t, tensors[0]) for t in tensors[1:]):
+                    error_msgs.append(
+                        f"{prefix}blocks holds one block shared by {len(indices)} steps (a tied stack), but the "
+                        f"state_dict has different values for them ('{prefix}blocks.{indices[0]}.{key}' and "
+                        "others): it comes from an untied model. Build the model untied (tied=False) to load "
+                        "it as it is, or convert it with resnode_lightning.models.load_weights."
+                    )
+                    break
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def _shared_blocks(self) -> dict[int, list[int]]:
+        """The step indices of every block used at more than one step, by block identity."""
+        indices: dict[int, list[int]] = {}
+        for i, block in enumerate(self.blocks):
+            indices.setdefault(id(block), []).append(i)
+        return {key: steps for key, steps in indices.items() if len(steps) > 1}
+
     # -- changes of weights ---------------------------------------------------------------
     def untie(self) -> ResidualStack:
         """Give every step its own copy of its function; the stack computes the same function.
