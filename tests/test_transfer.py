@@ -141,16 +141,55 @@ def test_loading_a_deep_untied_checkpoint_into_a_shallower_model_takes_every_kth
 
 
 def test_a_checkpoint_file_or_a_lightning_checkpoint_loads_alike(tmp_path):
+    """A Lightning checkpoint holds the model under "network." (its module's self.network), next
+    to other weights (a loss's, an EMA copy) which are not loaded."""
     tied = tied_resnet()
     torch.save(tied.state_dict(), tmp_path / "weights.pt")
     lightning_like = {
         "epoch": 3,
-        "state_dict": {**{f"model.{k}": v for k, v in tied.state_dict().items()}, "loss.weight": torch.ones(10)},
+        "state_dict": {
+            **{f"ema.{k}": torch.zeros_like(v) for k, v in tied.state_dict().items()},  # listed first
+            **{f"network.{k}": v for k, v in tied.state_dict().items()},
+            "loss.weight": torch.ones(10),
+        },
     }
     torch.save(lightning_like, tmp_path / "last.ckpt")
     reference = load_weights(ResNet(depth=8, base_width=4).double(), tied.state_dict())
     for checkpoint in (tmp_path / "weights.pt", str(tmp_path / "last.ckpt"), lightning_like):
         assert same_state(load_weights(ResNet(depth=8, base_width=4).double(), checkpoint), reference)
+    ema = load_weights(ResNet(depth=8, base_width=4).double(), lightning_like, prefix="ema.")
+    assert all(torch.equal(v, torch.zeros_like(v)) for v in ema.state_dict().values() if v.is_floating_point())
+
+
+def test_a_checkpoint_holding_several_models_is_refused_listing_their_prefixes():
+    state = tied_resnet().state_dict()
+    two_copies = {**{f"student.{k}": v for k, v in state.items()}, **{f"teacher.{k}": v for k, v in state.items()}}
+    with pytest.raises(ValueError, match="no model under prefix='' .* under 'student.', 'teacher.'. Pass the prefix"):
+        load_weights(ResNet(depth=4, base_width=4), two_copies)
+    with pytest.raises(ValueError, match="no model under prefix='network.' .* under 'student.', 'teacher.'"):
+        load_weights(ResNet(depth=4, base_width=4), {"state_dict": two_copies})
+    loaded = load_weights(ResNet(depth=4, base_width=4).double(), two_copies, prefix="teacher.")
+    assert same_state(loaded, tied_resnet())
+
+
+def test_a_compiled_model_loads_and_is_loaded_like_its_network():
+    """torch.compile wraps the network under "_orig_mod." (nothing is compiled until it runs)."""
+    tied = tied_resnet()
+    compiled = torch.compile(ResNet(depth=4, base_width=4).double())
+    assert load_weights(compiled, tied.state_dict()) is compiled
+    assert same_state(compiled._orig_mod, untie(copy.deepcopy(tied)))
+    from_compiled = load_weights(ResNet(depth=4, base_width=4).double(), compiled.state_dict())
+    assert same_state(from_compiled, compiled._orig_mod)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_file_is_refused_naming_it(tmp_path, damage):
+    torch.save(tied_resnet().state_dict(), tmp_path / "good.pt")
+    data = (tmp_path / "good.pt").read_bytes()
+    damaged = {"truncated": data[: len(data) // 2], "garbage": b"not a checkpoint " * 20, "empty": b""}[damage]
+    (tmp_path / "bad.pt").write_bytes(damaged)
+    with pytest.raises(ValueError, match=r"bad.pt' is not a readable torch.save file .*truncated"):
+        load_weights(ResNet(depth=4, base_width=4), tmp_path / "bad.pt")
 
 
 def test_a_file_with_other_objects_than_tensors_is_not_unpickled(tmp_path):
@@ -191,7 +230,8 @@ def checkpoint_without(key: str) -> dict:
         (
             lambda: ResNet(depth=4, base_width=4),
             lambda: SimpleResNet(width=4).state_dict(),
-            r"'stem.conv.weight' has shape \(4, 3, 5, 5\) but the model's has shape \(4, 3, 3, 3\)",
+            "no tensor 'stages.0.transition.residual.conv1.weight' .* holds 'stack.blocks.0.conv1.weight', "
+            "which the model has no place for: it comes from another architecture \\(another model class",
         ),
         (
             lambda: ResNet(depth=4, base_width=4, tied=True),

@@ -28,6 +28,9 @@ Model = TypeVar("Model", bound=nn.Module)
 StackedModel = TypeVar("StackedModel", ResNet, SimpleResNet)
 Checkpoint = str | os.PathLike | Mapping[str, Any]
 
+LIGHTNING_PREFIX = "network."  # the Lightning module holds the model as self.network
+COMPILED_PREFIX = "_orig_mod."  # torch.compile wraps a module under this name
+
 
 def named_stacks(model: nn.Module) -> list[tuple[str, ResidualStack]]:
     """Every residual stack of the model with its dotted name (e.g. ``"stages.2.stack"``)."""
@@ -84,7 +87,9 @@ def train_only(model: ResNet, stages: Sequence[int]) -> ResNet:
     return model
 
 
-def load_weights(model: Model, checkpoint: Checkpoint, interpolation: Interpolation = "constant") -> Model:
+def load_weights(
+    model: Model, checkpoint: Checkpoint, interpolation: Interpolation = "constant", prefix: str | None = None
+) -> Model:
     """Load a checkpoint into a model whose stacks may have other depths or tying (in place).
 
     Everything outside the stacks (stem, transition blocks, head, with BatchNorm's running
@@ -94,60 +99,113 @@ def load_weights(model: Model, checkpoint: Checkpoint, interpolation: Interpolat
     stage) into an untied deeper one ([4, 4, 64, 4]).
 
     Args:
-        model: the target, built with the checkpoint's architecture but any depths and tying.
+        model: the target, built with the checkpoint's architecture but any depths and tying;
+            a model wrapped by ``torch.compile`` loads into the network it wraps.
         checkpoint: a state_dict, the path of a file saved by ``torch.save`` (read with
             ``weights_only=True``), or a dict with a ``"state_dict"`` entry (a Lightning
-            checkpoint); a prefix common to its keys such as ``"model."`` is stripped.
+            checkpoint).
         interpolation: ``"constant"`` (the paper's rule) or ``"linear"`` in depth.
+        prefix: the start of the checkpoint's keys for the model's weights, stripped before
+            loading; keys without it are ignored (an EMA or teacher copy, a loss's weights).
+            None: ``"network."`` in a Lightning checkpoint (where the LightningModule holds the
+            model as ``self.network``), ``""`` in a plain state_dict. ``_orig_mod.`` (what a
+            compiled model adds) is dropped wherever it appears.
 
     Raises:
-        ValueError: the checkpoint does not fit: a tensor the model needs is missing, has another
-            shape or is left over (the first one is named), or a tied stack of the model would
-            have to hold different blocks.
+        ValueError: the file cannot be read (it is named); no model is found under ``prefix``
+            (the prefixes where one is found are listed); the checkpoint does not fit: a tensor
+            the model needs is missing or left over (architecture) or has another shape (widths),
+            the first one named; or a tied stack of the model would have to hold different blocks.
     """
-    target = model.state_dict()
-    source = CheckpointTensors(strip_prefix(read_state_dict(checkpoint), reference=next(iter(target))))
-    stacks = dict(named_stacks(model))
+    network = getattr(model, "_orig_mod", model)  # torch.compile wraps the network
+    target = network.state_dict()
+    tensors, default_prefix = read_checkpoint(checkpoint)
+    prefix = default_prefix if prefix is None else prefix
+    source = CheckpointTensors(select_prefix(tensors, prefix, reference=next(iter(target))))
+    stacks = dict(named_stacks(network))
+    source.check_architecture(target, stacks)
     converted: dict[str, Tensor] = {}
     for key, tensor in target.items():
-        owner = next((name for name in stacks if key.startswith(f"{name}.")), None)
+        owner = stack_owning(key, stacks)
         if owner is None:
             converted[key] = source.take(key, tensor)
         elif key not in converted:  # the stack's first key: convert the whole stack
             converted.update(stack_weights(owner, stacks[owner], source, interpolation))
-    source.check_all_taken()
-    model.load_state_dict(converted)
+    network.load_state_dict(converted)
     return model
 
 
-def read_state_dict(checkpoint: Checkpoint) -> dict[str, Tensor]:
-    """The tensors of a state_dict, a ``torch.save`` file or a dict with a ``"state_dict"`` entry."""
+def read_checkpoint(checkpoint: Checkpoint) -> tuple[dict[str, Tensor], str]:
+    """The tensors of a state_dict, a ``torch.save`` file or a dict with a ``"state_dict"`` entry,
+    and the prefix of the model's keys in it by default (``"network."`` in a Lightning checkpoint)."""
     if isinstance(checkpoint, (str, os.PathLike)):
-        try:
-            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise ValueError(
-                f"{os.fspath(checkpoint)!r} holds objects other than tensors and plain containers, "
-                "which are not loaded (weights_only=True). Save the weights alone, "
-                "torch.save(model.state_dict(), path), and load that file."
-            ) from error
+        checkpoint = load_file(checkpoint)
+    default_prefix = ""
     if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint:
-        checkpoint = checkpoint["state_dict"]
+        checkpoint, default_prefix = checkpoint["state_dict"], LIGHTNING_PREFIX
     if not isinstance(checkpoint, Mapping) or not all(isinstance(v, Tensor) for v in checkpoint.values()):
         raise ValueError(
             "checkpoint must be a state_dict (names → tensors), a dict with a 'state_dict' entry, or "
             f"the path of a file holding one; got a {type(checkpoint).__name__} that is none of these."
         )
-    return dict(checkpoint)
+    return dict(checkpoint), default_prefix
 
 
-def strip_prefix(tensors: dict[str, Tensor], reference: str) -> dict[str, Tensor]:
-    """Drop the prefix (e.g. ``"model."`` in a Lightning checkpoint) that the checkpoint puts in
-    front of the model's key ``reference``, and the keys without that prefix."""
-    if reference in tensors:
-        return tensors
-    prefix = next((key[: -len(reference)] for key in tensors if key.endswith(f".{reference}")), "")
-    return {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
+def load_file(path: str | os.PathLike) -> Any:
+    """``torch.load`` of weights only, with errors that name the file and what is wrong with it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):
+            raise unreadable(path, error) from error
+        raise ValueError(
+            f"{os.fspath(path)!r} holds objects other than tensors and plain containers, which are "
+            "not loaded (weights_only=True). Save the weights alone, torch.save(model.state_dict(), "
+            "path), and load that file."
+        ) from error
+    except (RuntimeError, KeyError, EOFError, ValueError) as error:  # what torch.load raises on bad bytes
+        raise unreadable(path, error) from error
+
+
+def unreadable(path: str | os.PathLike, error: Exception) -> ValueError:
+    reason = str(error).splitlines()[0] if str(error) else "no detail"
+    return ValueError(
+        f"{os.fspath(path)!r} is not a readable torch.save file ({type(error).__name__}: {reason}): it is "
+        "truncated (an interrupted save or copy), or not a checkpoint at all. Check the path, or save "
+        "the weights again."
+    )
+
+
+def select_prefix(tensors: dict[str, Tensor], prefix: str, reference: str) -> dict[str, Tensor]:
+    """The tensors whose keys start with ``prefix``, without it (and without ``_orig_mod.``).
+    ``reference``, the model's first key, must be among them; if not, the error lists the
+    prefixes under which the checkpoint holds it."""
+    selected = {
+        key[len(prefix) :].replace(COMPILED_PREFIX, ""): value
+        for key, value in tensors.items()
+        if key.startswith(prefix)
+    }
+    if reference in selected:
+        return selected
+    found = sorted(
+        {key[: len(key) - len(reference)] for key in tensors if key == reference or key.endswith(f".{reference}")}
+    )
+    if not found:
+        raise ValueError(
+            f"the checkpoint has no key ending in {reference!r}, the model's first tensor: it holds the "
+            "weights of another model class. Build the model the checkpoint was trained as; only depths "
+            "and tying may differ."
+        )
+    raise ValueError(
+        f"the checkpoint holds no model under prefix={prefix!r} (it has no key {prefix + reference!r}); "
+        f"it holds one under {', '.join(map(repr, found))}. Pass the prefix of the weights to load, "
+        f"e.g. load_weights(model, checkpoint, prefix={found[0]!r})."
+    )
+
+
+def stack_owning(key: str, stacks: Mapping[str, ResidualStack]) -> str | None:
+    """The name of the stack whose entry ``key`` is, or None outside the stacks."""
+    return next((name for name in stacks if key.startswith(f"{name}.")), None)
 
 
 class CheckpointTensors:
@@ -155,15 +213,34 @@ class CheckpointTensors:
 
     def __init__(self, tensors: dict[str, Tensor]) -> None:
         self.tensors = tensors
-        self.taken: set[str] = set()
+
+    def check_architecture(self, target: Mapping[str, Tensor], stacks: Mapping[str, ResidualStack]) -> None:
+        """Refuse a checkpoint whose keys are not the model's (stacks: those of each of its blocks),
+        before any shape is compared: a missing or extra key means another architecture."""
+        expected = {key: tensor for key, tensor in target.items() if stack_owning(key, stacks) is None}
+        for name, stack in stacks.items():
+            prefix = f"{name}.blocks."
+            template = stack.blocks[0].state_dict()
+            for j in range(self.depth(prefix)):
+                expected.update({f"{prefix}{j}.{key}": tensor for key, tensor in template.items()})
+        missing = next((key for key in expected if key not in self.tensors), None)
+        extra = next((key for key in self.tensors if key not in expected), None)
+        if missing is not None:
+            also = f", and it holds {extra!r}, which the model has no place for" if extra else ""
+            raise ValueError(
+                f"the checkpoint has no tensor {missing!r} (shape {tuple(expected[missing].shape)} in the "
+                f"model){also}: it comes from another architecture (another model class, number of "
+                "stages or block). Build the model the checkpoint was trained as; only depths and tying "
+                "may differ."
+            )
+        if extra is not None:
+            raise ValueError(
+                f"checkpoint tensor {extra!r} (shape {tuple(self.tensors[extra].shape)}) has no place in "
+                "the model: the checkpoint comes from another architecture (e.g. more stages). Build "
+                "the model the checkpoint was trained as; only depths and tying may differ."
+            )
 
     def take(self, key: str, like: Tensor) -> Tensor:
-        if key not in self.tensors:
-            raise ValueError(
-                f"the checkpoint has no tensor {key!r} (shape {tuple(like.shape)} in the model): it "
-                "comes from another architecture (another model class, number of stages or block). "
-                "Build the model the checkpoint was trained as; only depths and tying may differ."
-            )
         tensor = self.tensors[key]
         if tensor.shape != like.shape:
             raise ValueError(
@@ -172,22 +249,12 @@ class CheckpointTensors:
                 "block, in_channels or num_classes). Build the model with the checkpoint's widths; "
                 "only depths and tying may differ."
             )
-        self.taken.add(key)
         return tensor
 
     def depth(self, prefix: str) -> int:
         """1 + the largest block index under ``prefix`` (1 when there is none: block 0 is missing)."""
         indices = [int(key[len(prefix) :].split(".")[0]) for key in self.tensors if key.startswith(prefix)]
         return max(indices, default=0) + 1
-
-    def check_all_taken(self) -> None:
-        left = next((key for key in self.tensors if key not in self.taken), None)
-        if left is not None:
-            raise ValueError(
-                f"checkpoint tensor {left!r} (shape {tuple(self.tensors[left].shape)}) has no place in "
-                "the model: the checkpoint comes from another architecture (e.g. more stages). Build "
-                "the model the checkpoint was trained as; only depths and tying may differ."
-            )
 
 
 def stack_weights(
