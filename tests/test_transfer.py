@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from resnode_lightning.models import ResNet, SimpleResNet, deepen, load_weights, train_only, untie
+from resnode_lightning.numerics import ResidualStack
 
 IMAGES = (4, 3, 8, 8)
 
@@ -269,8 +270,43 @@ def test_unfreezing_makes_everything_trainable_again():
 
 
 def test_train_only_names_stages_from_one_to_four():
-    with pytest.raises(ValueError, match="stages=\\[0\\] names no stage 0: stages are numbered 1 to 4"):
+    with pytest.raises(ValueError, match="stages=\\[0\\] names no stage 0: the stages of ResNet are numbered 1 to 4"):
         train_only(ResNet(depth=2, base_width=4), [0])
+
+
+def test_train_only_works_on_the_simple_resnet_whose_stack_is_stage_1():
+    model = train_only(SimpleResNet(depth=3, width=4), [1]).train()
+    assert all(p.requires_grad for p in model.stack.parameters())
+    assert not any(p.requires_grad for part in (model.stem, model.head) for p in part.parameters())
+    assert not model.stem.norm.training and model.stack.blocks[0].bn1.training
+    with pytest.raises(ValueError, match=r"names no stage 2: the stages of SimpleResNet are numbered 1 to 1 \(stack\)"):
+        train_only(model, [2])
+
+
+@pytest.mark.parametrize(
+    ("model", "stages", "message"),
+    [
+        (lambda: ResNet(depth=2, base_width=4), 3, r"stages=3 must be a list of stage numbers, e.g. \[3\]"),
+        (lambda: nn.Sequential(ResidualStack([nn.Linear(3, 3)])), [1], "derive it from .*models.Freezable"),
+    ],
+    ids=["bare-int", "not-freezable"],
+)
+def test_train_only_refuses_what_it_cannot_do_by_name(model, stages, message):
+    with pytest.raises(TypeError, match=message):
+        train_only(model(), stages)
+
+
+def test_deepen_takes_n_per_stack_for_any_model_with_stacks():
+    model = nn.Sequential(nn.Linear(3, 3), ResidualStack([nn.Linear(3, 3)] * 2), ResidualStack([nn.Linear(3, 3)]))
+    deepen(model, [8, 4])
+    assert [model[1].depth, model[2].depth] == [8, 4] and model[1].is_tied
+    with pytest.raises(ValueError, match=r"depth=\[8\] has 1 values but Sequential has 2 residual stacks"):
+        deepen(model, [8])
+
+
+def test_deepening_a_model_with_step_1_warns_that_its_function_changes():
+    with pytest.warns(UserWarning, match="step='1' from N = 1 to 3: h stays 1"):
+        deepen(ResNet(depth=2, base_width=4, step="1"), 4)
 
 
 def test_freezing_an_unknown_part_is_refused_by_name():

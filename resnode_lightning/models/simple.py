@@ -8,17 +8,19 @@ from torch import Tensor, nn
 
 from ..numerics import GradientMode, ResidualStack, SchemeName, StepRule, check_count
 from .blocks import PreActBasicBlock
+from .freezing import Freezable
 from .parts import classifier_head, residual_stack
 
 
-class SimpleResNet(nn.Module):
+class SimpleResNet(Freezable):
     """5x5 stride-3 convolution to ``width`` channels, BN, ReLU, a residual stack of N
     pre-activation basic blocks, global average pooling, linear.
 
     The convolution takes 32x32 CIFAR images to 10x10. Every block starts with its last
     BatchNorm scale at 0 (f ≡ 0): the stack is the identity at initialisation, where the adjoint
     is exact. The stack computes x_{n+1} = x_n + h f(x_n; θ_n) (or Heun's rule), h = 1/N by
-    default; the paper trains it with backprop or the adjoint for N = 2 .. 64.
+    default; the paper trains it with backprop or the adjoint for N = 2 .. 64. Its one stack is
+    stage 1 for :func:`~.transfer.train_only`.
 
     Args:
         depth: N, the number of residual blocks (steps of the stack).

@@ -21,11 +21,10 @@ import torch
 from torch import Tensor, nn
 
 from ..numerics import Interpolation, ResidualStack
-from .resnet import ResNet
-from .simple import SimpleResNet
+from .freezing import Freezable
 
 Model = TypeVar("Model", bound=nn.Module)
-StackedModel = TypeVar("StackedModel", ResNet, SimpleResNet)
+FreezableModel = TypeVar("FreezableModel", bound=Freezable)
 Checkpoint = str | os.PathLike | Mapping[str, Any]
 
 LIGHTNING_PREFIX = "network."  # the Lightning module holds the model as self.network
@@ -49,42 +48,93 @@ def untie(model: Model) -> Model:
     return model
 
 
-def deepen(model: StackedModel, depth: int | Sequence[int], interpolation: Interpolation = "constant") -> StackedModel:
+def deepen(model: Model, depth: int | Sequence[int], interpolation: Interpolation = "constant") -> Model:
     """Change the depth of every stack (in place, returns the model) by ResidualStack.deepen.
 
     Block i of a new stack of depth M takes the weights of old block ⌊i·N/M⌋ (or, ``"linear"``,
     a mix of its two neighbours); tied stacks stay tied. With h = 1/M the function changes only
-    by the discretisation error, O(1/N) for Euler, and converges as M grows.
+    by the discretisation error, O(1/N) for Euler, and converges as M grows. A stack with a fixed
+    step (``step="1"`` or a number) computes another function once deepened: it warns.
 
     Args:
-        model: a :class:`ResNet` or :class:`SimpleResNet`.
-        depth: the new depth as the model's constructor takes it: blocks per stage, transition
-            included, for a ResNet (e.g. [4, 4, 64, 4]); N for a SimpleResNet.
+        model: any model with residual stacks.
+        depth: the new depth as the model's constructor counts it (its ``stack_depths``): for a
+            :class:`~.resnet.ResNet` blocks per stage, transition block included, one value or one per
+            stage (the paper's [4, 4, 64, 4] gives stacks of 3, 3, 63 and 3 blocks); for a
+            :class:`~.simple.SimpleResNet` N, the blocks of its stack. A model without
+            ``stack_depths`` takes N itself, one value for all its stacks or one per stack.
         interpolation: ``"constant"`` (the paper's rule) or ``"linear"`` in depth.
     """
-    for stack, stack_depth in zip(model.stacks, model.stack_depths(depth), strict=True):
+    stacks = [stack for _, stack in named_stacks(model)]
+    for stack, stack_depth in zip(stacks, stack_depths(model, depth, len(stacks)), strict=True):
         stack.deepen(stack_depth, interpolation)
     return model
 
 
-def train_only(model: ResNet, stages: Sequence[int]) -> ResNet:
+def stack_depths(model: nn.Module, depth: int | Sequence[int], count: int) -> list[int]:
+    """The depth N of each of the model's ``count`` stacks for ``depth`` as the model counts it."""
+    if hasattr(model, "stack_depths"):
+        return model.stack_depths(depth)
+    if not isinstance(depth, (list, tuple)):
+        return [depth] * count
+    if len(depth) != count:
+        raise ValueError(
+            f"depth={list(depth)!r} has {len(depth)} values but {type(model).__name__} has {count} residual "
+            "stacks: give one depth N for all of them or one per stack."
+        )
+    return list(depth)
+
+
+def stage_names(model: nn.Module) -> list[str]:
+    """The dotted names of the model's stages, stage 1 first: ``model.stages`` where it has them
+    (a ResNet's transition block and stack), otherwise its residual stacks in order."""
+    if isinstance(getattr(model, "stages", None), nn.ModuleList):
+        return [f"stages.{i}" for i in range(len(model.stages))]
+    return [name for name, _ in named_stacks(model)]
+
+
+def train_only(model: FreezableModel, stages: Sequence[int]) -> FreezableModel:
     """Freeze all of the model but the given stages (in place, returns the model).
 
-    Stages are numbered 1 to 4 as in the paper (stage 3 is ``model.stages[2]``); the stem, the
-    head and the other stages (transition blocks and stacks) are frozen: no gradient, BatchNorm in
-    eval mode whatever ``model.train()`` says (:class:`~.freezing.Freezable`). The paper's CIFAR
-    fine-tuning trains stage 3 only: ``train_only(model, [3])``. Earlier freezing is undone first.
+    Stages are numbered from 1, as in the paper: a :class:`~.resnet.ResNet`'s stages 1 to 4 are
+    ``model.stages[0]`` to ``[3]``, each a transition block and its stack; a model without
+    ``stages``, such as :class:`~.simple.SimpleResNet`, numbers its residual stacks (stage 1 is
+    the simple ResNet's one stack). Everything else (stem, head, other stages) is frozen: no gradient,
+    BatchNorm in eval mode whatever ``model.train()`` says (:class:`~.freezing.Freezable`). The
+    paper's CIFAR fine-tuning trains stage 3 only: ``train_only(model, [3])``. Earlier freezing
+    is undone first.
     """
-    numbers = range(1, len(model.stages) + 1)
-    unknown = [number for number in stages if number not in numbers]
+    if not isinstance(model, Freezable):
+        raise TypeError(
+            f"train_only needs a model that keeps its frozen parts in eval mode through model.train(); "
+            f"{type(model).__name__} is not one: derive it from resnode_lightning.models.Freezable."
+        )
+    if not isinstance(stages, Sequence) or not all(isinstance(n, int) and not isinstance(n, bool) for n in stages):
+        raise TypeError(
+            f"stages={stages!r} must be a list of stage numbers, e.g. [3] (train_only(model, [3]) trains "
+            "stage 3 only)."
+        )
+    names = stage_names(model)
+    unknown = [number for number in stages if not 1 <= number <= len(names)]
     if unknown:
         raise ValueError(
-            f"stages={list(stages)!r} names no stage {unknown[0]!r}: stages are numbered 1 to "
-            f"{len(model.stages)} as in the paper (stage 3 is model.stages[2])."
+            f"stages={list(stages)!r} names no stage {unknown[0]!r}: the stages of {type(model).__name__} "
+            f"are numbered 1 to {len(names)} ({', '.join(names)}), as in the paper."
         )
-    frozen = ["stem", *(f"stages.{number - 1}" for number in numbers if number not in stages), "head"]
-    model.unfreeze().freeze(frozen)
+    model.unfreeze().freeze(parts_outside(model, [names[number - 1] for number in stages]))
     return model
+
+
+def parts_outside(module: nn.Module, kept: Sequence[str], prefix: str = "") -> list[str]:
+    """The largest submodules that are neither one of the ``kept`` parts nor hold one."""
+    parts = []
+    for name, child in module.named_children():
+        full = prefix + name
+        if any(part.startswith(f"{full}.") for part in kept):
+            parts += parts_outside(child, kept, f"{full}.")
+        elif full not in kept:
+            parts.append(full)
+    return parts
 
 
 def load_weights(
