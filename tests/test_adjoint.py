@@ -1,4 +1,4 @@
-"""The memory-free adjoint: the claims of METHOD.md, checked against plain backprop in float64."""
+"""The memory-free adjoint: the claims of docs/method.md, checked against plain backprop in float64."""
 
 import math
 
@@ -15,6 +15,7 @@ from stacks import (
     tanh_block,
 )
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 from resnode_lightning.numerics import ResidualStack
 
@@ -270,12 +271,103 @@ def test_a_parameter_the_block_does_not_use_gets_no_gradient_as_in_backprop():
     assert relative_error([g for g in adjoint if g is not None], [g for g in reference if g is not None]) < 0.05
 
 
-def test_a_second_derivative_through_the_adjoint_is_refused():
+@pytest.mark.parametrize("loss", ["quadratic", "linear"])
+def test_a_second_derivative_through_the_adjoint_is_refused_naming_the_fix(loss):
+    """A gradient penalty needs the adjoint's backward to be differentiable, which it is not;
+    with a loss linear in the output nothing else would fail and the penalty would be dropped."""
     stack = stack_of(random_blocks(tanh_block, 3), gradient="adjoint")
     x = vectors().requires_grad_(True)
-    (grad,) = torch.autograd.grad(stack(x).square().sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        grad.sum().backward()
+    out = stack(x)
+    objective = out.square().sum() if loss == "quadratic" else out.sum()
+    with pytest.raises(RuntimeError, match="second derivative .* gradient='adjoint'.* gradient='backprop' or"):
+        torch.autograd.grad(objective, x, create_graph=True)
+
+
+@pytest.mark.parametrize("mode", ["backprop", "adjoint"])
+def test_weights_changed_in_place_before_backward_are_refused_as_in_backprop(mode):
+    stack = stack_of(random_blocks(tanh_block, 3), gradient=mode)
+    loss = stack(vectors().requires_grad_(True)).square().sum()
+    with torch.no_grad():
+        stack.blocks[1][0].weight.add_(1.0)  # e.g. optimizer.step() before loss.backward()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+class Borrowing(nn.Module):
+    """A block that uses a parameter it does not register: passed in, or a module held in a plain list."""
+
+    def __init__(self, borrowed: nn.Parameter | None = None, module: nn.Module | None = None):
+        super().__init__()
+        self.own = nn.Linear(6, 6)
+        self.borrowed = [borrowed, module]  # a plain list: not registered
+
+    def forward(self, x):
+        borrowed, module = self.borrowed
+        y = self.own(x)
+        return torch.tanh(y * borrowed if module is None else module(y))
+
+
+@pytest.mark.parametrize("borrow", ["parameter", "module"])
+def test_a_parameter_the_block_uses_but_does_not_own_is_refused(borrow):
+    """Backprop gives it a gradient; the adjoint, which differentiates only the blocks' own
+    parameters, would give it none: refused."""
+    torch.manual_seed(0)
+    outside = nn.Parameter(torch.ones(6)) if borrow == "parameter" else None
+    shared = nn.Linear(6, 6) if borrow == "module" else None
+    stack = stack_of([Borrowing(outside, shared) for _ in range(3)], gradient="adjoint")
+    if shared is not None:
+        shared.double()
+    loss = stack(vectors()).square().sum()
+    with pytest.raises(RuntimeError, match=r"step 2 .* uses a tensor of shape \(6,?.*\) that requires grad but is not"):
+        loss.backward()
+
+
+def random_block(draw: str) -> nn.Module:
+    """A smooth block followed by a draw from the default generator in training mode."""
+    layers = {
+        "StochasticDepth": lambda: StochasticDepth(0.5, "row"),
+        "Dropout": lambda: nn.Dropout(0.3),
+        "F.dropout": lambda: FunctionalDropout(),
+    }
+    return nn.Sequential(*tanh_block(), layers[draw]())
+
+
+class FunctionalDropout(nn.Module):
+    def forward(self, x):
+        return nn.functional.dropout(x, 0.3, training=True)
+
+
+def seeded_gradients(stack, gradient, **options):
+    torch.manual_seed(7)  # the same masks in every mode
+    return gradients(stack, vectors(), gradient, **options)
+
+
+@pytest.mark.parametrize("draw", ["StochasticDepth", "Dropout", "F.dropout"])
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("tied", [False, True])
+def test_random_blocks_are_replayed_so_that_anchor_every_1_and_checkpoint_are_exact(draw, scheme, tied):
+    """The random numbers each evaluation drew in the forward are drawn again in backward, as
+    checkpointing does: every step anchored is exact, and without anchors the rebuild sees the
+    forward's masks (errors of the deterministic method, not of a different function)."""
+    blocks = random_blocks(lambda: random_block(draw), 8)
+    stack = stack_of([blocks[0]] * 8 if tied else blocks, scheme=scheme)
+    _, dx_bp, dp_bp, _ = seeded_gradients(stack, "backprop")
+    for mode, options, tolerance in [("checkpoint", {}, 1e-12), ("adjoint", {"anchor_every": 1}, 1e-12),
+                                     ("adjoint", {}, 0.02)]:
+        _, dx, dp, _ = seeded_gradients(stack, mode, **options)
+        assert relative_error([dx, *dp], [dx_bp, *dp_bp]) < tolerance, (mode, options)
+
+
+def test_backward_draws_no_random_numbers_and_deterministic_stacks_record_none():
+    stack = stack_of(random_blocks(lambda: random_block("Dropout"), 4), gradient="adjoint")
+    x = vectors().requires_grad_(True)
+    out = stack(x)
+    after_forward = torch.get_rng_state()
+    out.sum().backward()
+    assert torch.equal(torch.get_rng_state(), after_forward)
+    assert len(out.grad_fn.replay.states) == 4
+    deterministic = stack_of(random_blocks(tanh_block, 4), gradient="adjoint")
+    assert not deterministic(x).grad_fn.replay.states
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)

@@ -77,6 +77,7 @@ def test_free_stage_depths_give_stacks_of_depth_minus_one_with_h_one_over_n():
 
 def test_stage_options_are_one_value_or_one_per_stage():
     model = ResNet(
+        depth=5,
         base_width=4,
         scheme="heun",
         step=["1/depth", "1", "1/depth", "1"],
@@ -132,7 +133,9 @@ def test_zero_init_makes_every_residual_function_zero():
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (dict(depth=[2, 1, 2, 2]), "stage 2 has depth 1"),
+        (dict(depth=[2, 1, 2, 2]), "stage 2 has depth 1 but a stage's depth counts its blocks"),
+        (dict(depth=4.0), "stage 1 has depth 4.0, a float, but a stage's depth counts its blocks"),
+        (dict(step=0), "step=0 is not one of '1/depth', '1' or a positive number"),
         (dict(depth=[2, 2, 2]), "depth=[2, 2, 2] has 3 values"),
         (dict(tied=[True, False]), "tied=[True, False] has 2 values"),
         (dict(preset="resnet20"), "preset='resnet20' is not one of"),
@@ -162,6 +165,29 @@ def test_the_constructor_is_its_own_config_schema():
     assert model.depth == [4, 4, 64, 4]
     assert [s.is_tied for s in model.stacks] == [True, True, False, True]
     assert model.stacks[2].gradient == "adjoint"
+
+
+@pytest.mark.parametrize(("given", "step"), [("1/depth", "1/depth"), ("'1'", "1"), ("1", 1.0), ("0.5", 0.5)])
+def test_step_is_one_over_depth_or_a_positive_number_in_yaml_and_on_the_command_line(given, step):
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(ResNet, "model")
+    from_yaml = parser.instantiate(parser.parse_string(f"model:\n  base_width: 4\n  step: {given}\n")).model
+    from_cli = parser.instantiate(parser.parse_args(["--model.base_width=4", f"--model.step={given.strip(chr(39))}"]))
+    assert [s.step for s in from_yaml.stacks] == [step] * 4
+    assert from_cli.model.stacks[0].h == from_yaml.stacks[0].h
+
+
+@pytest.mark.parametrize("given", ["0", "-1"])
+def test_a_step_that_is_not_positive_is_refused_from_yaml(given):
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(ResNet, "model")
+    with pytest.raises(ValueError, match=f"step={float(given)!r} is not one of '1/depth', '1' or a positive number"):
+        parser.instantiate(parser.parse_string(f"model:\n  base_width: 4\n  step: {given}\n"))
+
+
+def test_simple_resnet_refuses_a_float_depth_by_name():
+    with pytest.raises(ValueError, match="depth=4.0 is a float, but it counts the blocks of the residual stack"):
+        SimpleResNet(depth=4.0)
 
 
 def test_models_import_no_lightning():

@@ -31,20 +31,25 @@ def test_gradient_mode_can_change_between_steps():
     assert all(torch.equal(a, b) for a, b in zip(gradients(stack, x, stack.gradient)[2], backprop))
 
 
-def test_step_size_is_one_over_depth_or_one():
-    assert ResidualStack(random_blocks(tanh_block, 8)).h == 1 / 8
-    assert ResidualStack(random_blocks(tanh_block, 8), step="1").h == 1.0
+@pytest.mark.parametrize(("step", "h"), [("1/depth", 1 / 8), ("1", 1.0), (1, 1.0), (0.25, 0.25)])
+def test_step_size_is_one_over_depth_one_or_a_given_positive_number(step, h):
+    assert ResidualStack(random_blocks(tanh_block, 8), step=step).h == h
 
 
 @pytest.mark.parametrize(
     ("build", "message"),
     [
         (lambda: ResidualStack([]), "depth >= 1"),
-        (lambda: ResidualStack.tied(nn.Identity(), 0), "depth must be an integer >= 1"),
+        (lambda: ResidualStack.tied(nn.Identity(), 0), "depth=0, but it counts the steps of the stack"),
+        (lambda: ResidualStack.tied(nn.Identity(), 4.0), "depth=4.0 is a float, but it counts the steps"),
+        (lambda: ResidualStack([nn.Identity()]).deepen(2.5), "depth=2.5 is a float"),
         (lambda: ResidualStack([nn.Identity()], scheme="rk4"), "scheme='rk4' is not one of 'euler', 'heun'"),
         (lambda: ResidualStack([nn.Identity()], gradient="exact"), "gradient='exact' is not one of"),
-        (lambda: ResidualStack([nn.Identity()], step="0.5"), "step='0.5' is not one of"),
-        (lambda: ResidualStack([nn.Identity()], anchor_every=0), "anchor_every must be None or an integer"),
+        (lambda: ResidualStack([nn.Identity()], step="0.5"), "step='0.5' is not one of '1/depth', '1' or a positive"),
+        (lambda: ResidualStack([nn.Identity()], step=0), "step=0 is not one of"),
+        (lambda: ResidualStack([nn.Identity()], step=-1.0), "step=-1.0 is not one of"),
+        (lambda: ResidualStack([nn.Identity()], step=True), "step=True is not one of"),
+        (lambda: ResidualStack([nn.Identity()], anchor_every=0), "anchor_every=0, but it counts the steps between"),
     ],
 )
 def test_bad_arguments_are_refused_by_name(build, message):
@@ -102,14 +107,6 @@ def test_deepened_stacks_converge_at_rate_one_over_depth(tied, interpolation):
     assert errors[1] / errors[2] == pytest.approx(2, rel=0.2), errors
 
 
-def test_the_adjoint_refuses_random_layers_it_cannot_rebuild():
-    stack = ResidualStack([nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.1))] * 2, gradient="adjoint")
-    with pytest.raises(ValueError, match=r"cannot rebuild activations through Dropout \(blocks.0.1"):
-        stack(torch.randn(2, 3))
-    stack.eval()
-    stack(torch.randn(2, 3, requires_grad=True)).sum().backward()
-
-
 def test_untie_copies_only_repeated_modules():
     blocks = random_blocks(tanh_block, 3)
     stack = ResidualStack(blocks).untie()
@@ -125,3 +122,25 @@ def test_states_are_the_trajectory_that_ends_in_the_output(scheme):
     states = stack.states(x)
     assert states.shape == (6, 3, 6)
     assert torch.equal(states[0], x) and torch.equal(states[-1], stack(x))
+
+
+def test_states_leave_batchnorm_running_statistics_alone():
+    stack = stack_of(random_blocks(conv_block, 3)).train()
+    before = {name: b.clone() for name, b in stack.named_buffers()}
+    stack.states(torch.randn(4, 4, 5, 5, dtype=torch.float64))
+    assert all(torch.equal(b, before[name]) for name, b in stack.named_buffers())
+
+
+def test_anchors_beyond_the_depth_warn_that_only_the_input_is_stored():
+    with pytest.warns(UserWarning, match="anchor_every=8 is larger than the stack's depth N = 4: .* x_0 only"):
+        ResidualStack(random_blocks(tanh_block, 4), anchor_every=8)
+    stack = ResidualStack(random_blocks(tanh_block, 8), anchor_every=8)
+    with pytest.warns(UserWarning, match="anchor_every=8 is larger than the stack's depth N = 2"):
+        stack.deepen(2)
+
+
+@pytest.mark.parametrize("step", ["1", 0.5])
+def test_deepening_with_a_fixed_step_warns_that_the_function_changes(step):
+    stack = ResidualStack(random_blocks(tanh_block, 4), step=step)
+    with pytest.warns(UserWarning, match=f"step={step!r} from N = 4 to 8: h stays"):
+        stack.deepen(8)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from resnode_lightning.models import ResNet, SimpleResNet, deepen, load_weights, train_only, untie
+from resnode_lightning.numerics import ResidualStack
 
 IMAGES = (4, 3, 8, 8)
 
@@ -108,6 +109,17 @@ def test_deepen_takes_the_depth_of_the_constructor():
         deepen(model, [4, 4, 1, 4])
 
 
+def test_a_tied_model_refuses_a_plain_load_of_untied_weights():
+    """load_state_dict would copy every block of the checkpoint into the one shared block, keep
+    the last and report all keys matched; it is refused, and a tied checkpoint still loads."""
+    untied = ResNet(depth=4, base_width=4)
+    tied = ResNet(depth=4, base_width=4, tied=True)
+    with pytest.raises(RuntimeError, match=r"stages.0.stack.blocks holds one block shared by 3 steps .*\(tied=False\)"):
+        tied.load_state_dict(untied.state_dict())
+    tied.load_state_dict(tied_resnet().float().state_dict())
+    assert same_state(tied, tied_resnet().float())
+
+
 # -- load_weights -----------------------------------------------------------------------------
 
 
@@ -130,16 +142,55 @@ def test_loading_a_deep_untied_checkpoint_into_a_shallower_model_takes_every_kth
 
 
 def test_a_checkpoint_file_or_a_lightning_checkpoint_loads_alike(tmp_path):
+    """A Lightning checkpoint holds the model under "network." (its module's self.network), next
+    to other weights (a loss's, an EMA copy) which are not loaded."""
     tied = tied_resnet()
     torch.save(tied.state_dict(), tmp_path / "weights.pt")
     lightning_like = {
         "epoch": 3,
-        "state_dict": {**{f"model.{k}": v for k, v in tied.state_dict().items()}, "loss.weight": torch.ones(10)},
+        "state_dict": {
+            **{f"ema.{k}": torch.zeros_like(v) for k, v in tied.state_dict().items()},  # listed first
+            **{f"network.{k}": v for k, v in tied.state_dict().items()},
+            "loss.weight": torch.ones(10),
+        },
     }
     torch.save(lightning_like, tmp_path / "last.ckpt")
     reference = load_weights(ResNet(depth=8, base_width=4).double(), tied.state_dict())
     for checkpoint in (tmp_path / "weights.pt", str(tmp_path / "last.ckpt"), lightning_like):
         assert same_state(load_weights(ResNet(depth=8, base_width=4).double(), checkpoint), reference)
+    ema = load_weights(ResNet(depth=8, base_width=4).double(), lightning_like, prefix="ema.")
+    assert all(torch.equal(v, torch.zeros_like(v)) for v in ema.state_dict().values() if v.is_floating_point())
+
+
+def test_a_checkpoint_holding_several_models_is_refused_listing_their_prefixes():
+    state = tied_resnet().state_dict()
+    two_copies = {**{f"student.{k}": v for k, v in state.items()}, **{f"teacher.{k}": v for k, v in state.items()}}
+    with pytest.raises(ValueError, match="no model under prefix='' .* under 'student.', 'teacher.'. Pass the prefix"):
+        load_weights(ResNet(depth=4, base_width=4), two_copies)
+    with pytest.raises(ValueError, match="no model under prefix='network.' .* under 'student.', 'teacher.'"):
+        load_weights(ResNet(depth=4, base_width=4), {"state_dict": two_copies})
+    loaded = load_weights(ResNet(depth=4, base_width=4).double(), two_copies, prefix="teacher.")
+    assert same_state(loaded, tied_resnet())
+
+
+def test_a_compiled_model_loads_and_is_loaded_like_its_network():
+    """torch.compile wraps the network under "_orig_mod." (nothing is compiled until it runs)."""
+    tied = tied_resnet()
+    compiled = torch.compile(ResNet(depth=4, base_width=4).double())
+    assert load_weights(compiled, tied.state_dict()) is compiled
+    assert same_state(compiled._orig_mod, untie(copy.deepcopy(tied)))
+    from_compiled = load_weights(ResNet(depth=4, base_width=4).double(), compiled.state_dict())
+    assert same_state(from_compiled, compiled._orig_mod)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_file_is_refused_naming_it(tmp_path, damage):
+    torch.save(tied_resnet().state_dict(), tmp_path / "good.pt")
+    data = (tmp_path / "good.pt").read_bytes()
+    damaged = {"truncated": data[: len(data) // 2], "garbage": b"not a checkpoint " * 20, "empty": b""}[damage]
+    (tmp_path / "bad.pt").write_bytes(damaged)
+    with pytest.raises(ValueError, match=r"bad.pt' is not a readable torch.save file .*truncated"):
+        load_weights(ResNet(depth=4, base_width=4), tmp_path / "bad.pt")
 
 
 def test_a_file_with_other_objects_than_tensors_is_not_unpickled(tmp_path):
@@ -180,7 +231,8 @@ def checkpoint_without(key: str) -> dict:
         (
             lambda: ResNet(depth=4, base_width=4),
             lambda: SimpleResNet(width=4).state_dict(),
-            r"'stem.conv.weight' has shape \(4, 3, 5, 5\) but the model's has shape \(4, 3, 3, 3\)",
+            "no tensor 'stages.0.transition.residual.conv1.weight' .* holds 'stack.blocks.0.conv1.weight', "
+            "which the model has no place for: it comes from another architecture \\(another model class",
         ),
         (
             lambda: ResNet(depth=4, base_width=4, tied=True),
@@ -218,8 +270,43 @@ def test_unfreezing_makes_everything_trainable_again():
 
 
 def test_train_only_names_stages_from_one_to_four():
-    with pytest.raises(ValueError, match="stages=\\[0\\] names no stage 0: stages are numbered 1 to 4"):
+    with pytest.raises(ValueError, match="stages=\\[0\\] names no stage 0: the stages of ResNet are numbered 1 to 4"):
         train_only(ResNet(depth=2, base_width=4), [0])
+
+
+def test_train_only_works_on_the_simple_resnet_whose_stack_is_stage_1():
+    model = train_only(SimpleResNet(depth=3, width=4), [1]).train()
+    assert all(p.requires_grad for p in model.stack.parameters())
+    assert not any(p.requires_grad for part in (model.stem, model.head) for p in part.parameters())
+    assert not model.stem.norm.training and model.stack.blocks[0].bn1.training
+    with pytest.raises(ValueError, match=r"names no stage 2: the stages of SimpleResNet are numbered 1 to 1 \(stack\)"):
+        train_only(model, [2])
+
+
+@pytest.mark.parametrize(
+    ("model", "stages", "message"),
+    [
+        (lambda: ResNet(depth=2, base_width=4), 3, r"stages=3 must be a list of stage numbers, e.g. \[3\]"),
+        (lambda: nn.Sequential(ResidualStack([nn.Linear(3, 3)])), [1], "derive it from .*models.Freezable"),
+    ],
+    ids=["bare-int", "not-freezable"],
+)
+def test_train_only_refuses_what_it_cannot_do_by_name(model, stages, message):
+    with pytest.raises(TypeError, match=message):
+        train_only(model(), stages)
+
+
+def test_deepen_takes_n_per_stack_for_any_model_with_stacks():
+    model = nn.Sequential(nn.Linear(3, 3), ResidualStack([nn.Linear(3, 3)] * 2), ResidualStack([nn.Linear(3, 3)]))
+    deepen(model, [8, 4])
+    assert [model[1].depth, model[2].depth] == [8, 4] and model[1].is_tied
+    with pytest.raises(ValueError, match=r"depth=\[8\] has 1 values but Sequential has 2 residual stacks"):
+        deepen(model, [8])
+
+
+def test_deepening_a_model_with_step_1_warns_that_its_function_changes():
+    with pytest.warns(UserWarning, match="step='1' from N = 1 to 3: h stays 1"):
+        deepen(ResNet(depth=2, base_width=4, step="1"), 4)
 
 
 def test_freezing_an_unknown_part_is_refused_by_name():

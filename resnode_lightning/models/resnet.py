@@ -163,7 +163,8 @@ class ResNet(Freezable):
         num_classes: outputs of the linear head.
         in_channels: channels of the input images.
         scheme: ``"euler"`` (a ResNet) or ``"heun"`` (a HeunNet), per stage.
-        step: ``"1/depth"`` (h = 1/N) or ``"1"`` (h = 1, classical), per stage.
+        step: ``"1/depth"`` (h = 1/N), ``"1"`` (h = 1, classical) or a positive number (h
+            itself), per stage.
         gradient: ``"backprop"``, ``"checkpoint"`` or ``"adjoint"`` (memory-free, approximate),
             per stage; transition blocks always use backprop.
         anchor_every: store the true state every k steps of the stack (adjoint; segment length of
@@ -217,11 +218,13 @@ class ResNet(Freezable):
         """The stack depth N of each stage for stage depths ``depth`` (N = depth − 1)."""
         depths = per_stage("depth", depth)
         for number, stage_depth in enumerate(depths, start=1):
-            if not isinstance(stage_depth, int) or stage_depth < 2:
+            is_integer = isinstance(stage_depth, int) and not isinstance(stage_depth, bool)
+            if not is_integer or stage_depth < 2:
+                kind = "" if is_integer else f", a {type(stage_depth).__name__},"
                 raise ValueError(
-                    f"stage {number} has depth {stage_depth!r}, but a stage is one transition block "
-                    "followed by a residual stack of depth − 1 >= 1 blocks: give every stage a depth "
-                    ">= 2 (e.g. depth=[2, 2, 2, 2])."
+                    f"stage {number} has depth {stage_depth!r}{kind} but a stage's depth counts its blocks: "
+                    "one transition block followed by a residual stack of depth − 1 >= 1 blocks. Give "
+                    "every stage an integer depth >= 2 (e.g. depth=[2, 2, 2, 2])."
                 )
         return [stage_depth - 1 for stage_depth in depths]
 

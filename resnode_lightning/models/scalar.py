@@ -27,7 +27,7 @@ class ScalarResNet(nn.Module):
     Args:
         depth: N, the number of layers (300 in the paper's Figure 1).
         width: hidden units of each residual function.
-        step: ``"1/depth"`` (h = 1/N) or ``"1"`` (h = 1).
+        step: ``"1/depth"`` (h = 1/N), ``"1"`` (h = 1) or a positive number (h itself).
     """
 
     def __init__(self, depth: int = 300, width: int = 4, step: StepRule = "1/depth") -> None:

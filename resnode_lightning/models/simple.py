@@ -6,19 +6,21 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from ..numerics import GradientMode, ResidualStack, SchemeName, StepRule
+from ..numerics import GradientMode, ResidualStack, SchemeName, StepRule, check_count
 from .blocks import PreActBasicBlock
+from .freezing import Freezable
 from .parts import classifier_head, residual_stack
 
 
-class SimpleResNet(nn.Module):
+class SimpleResNet(Freezable):
     """5x5 stride-3 convolution to ``width`` channels, BN, ReLU, a residual stack of N
     pre-activation basic blocks, global average pooling, linear.
 
     The convolution takes 32x32 CIFAR images to 10x10. Every block starts with its last
     BatchNorm scale at 0 (f ≡ 0): the stack is the identity at initialisation, where the adjoint
     is exact. The stack computes x_{n+1} = x_n + h f(x_n; θ_n) (or Heun's rule), h = 1/N by
-    default; the paper trains it with backprop or the adjoint for N = 2 .. 64.
+    default; the paper trains it with backprop or the adjoint for N = 2 .. 64. Its one stack is
+    stage 1 for :func:`~.transfer.train_only`.
 
     Args:
         depth: N, the number of residual blocks (steps of the stack).
@@ -26,7 +28,7 @@ class SimpleResNet(nn.Module):
         num_classes: outputs of the linear head.
         in_channels: channels of the input images.
         scheme: ``"euler"`` (a ResNet) or ``"heun"`` (a HeunNet).
-        step: ``"1/depth"`` (h = 1/N) or ``"1"`` (h = 1, classical).
+        step: ``"1/depth"`` (h = 1/N), ``"1"`` (h = 1, classical) or a positive number (h itself).
         gradient: ``"backprop"``, ``"checkpoint"`` or ``"adjoint"`` (memory-free, approximate).
         anchor_every: store the true state every k steps (adjoint; segment length of checkpointing).
         tied: one block used at every step (θ_n = θ).
@@ -67,7 +69,7 @@ class SimpleResNet(nn.Module):
     @staticmethod
     def stack_depths(depth: int) -> list[int]:
         """The depth of the one stack: N = ``depth``."""
-        return [depth]
+        return [check_count("depth", depth, 1, "the blocks of the residual stack (N)")]
 
     @property
     def stacks(self) -> list[ResidualStack]:

@@ -21,12 +21,14 @@ import torch
 from torch import Tensor, nn
 
 from ..numerics import Interpolation, ResidualStack
-from .resnet import ResNet
-from .simple import SimpleResNet
+from .freezing import Freezable
 
 Model = TypeVar("Model", bound=nn.Module)
-StackedModel = TypeVar("StackedModel", ResNet, SimpleResNet)
+FreezableModel = TypeVar("FreezableModel", bound=Freezable)
 Checkpoint = str | os.PathLike | Mapping[str, Any]
+
+LIGHTNING_PREFIX = "network."  # the Lightning module holds the model as self.network
+COMPILED_PREFIX = "_orig_mod."  # torch.compile wraps a module under this name
 
 
 def named_stacks(model: nn.Module) -> list[tuple[str, ResidualStack]]:
@@ -46,45 +48,98 @@ def untie(model: Model) -> Model:
     return model
 
 
-def deepen(model: StackedModel, depth: int | Sequence[int], interpolation: Interpolation = "constant") -> StackedModel:
+def deepen(model: Model, depth: int | Sequence[int], interpolation: Interpolation = "constant") -> Model:
     """Change the depth of every stack (in place, returns the model) by ResidualStack.deepen.
 
     Block i of a new stack of depth M takes the weights of old block ⌊i·N/M⌋ (or, ``"linear"``,
     a mix of its two neighbours); tied stacks stay tied. With h = 1/M the function changes only
-    by the discretisation error, O(1/N) for Euler, and converges as M grows.
+    by the discretisation error, O(1/N) for Euler, and converges as M grows. A stack with a fixed
+    step (``step="1"`` or a number) computes another function once deepened: it warns.
 
     Args:
-        model: a :class:`ResNet` or :class:`SimpleResNet`.
-        depth: the new depth as the model's constructor takes it: blocks per stage, transition
-            included, for a ResNet (e.g. [4, 4, 64, 4]); N for a SimpleResNet.
+        model: any model with residual stacks.
+        depth: the new depth as the model's constructor counts it (its ``stack_depths``): for a
+            :class:`~.resnet.ResNet` blocks per stage, transition block included, one value or one per
+            stage (the paper's [4, 4, 64, 4] gives stacks of 3, 3, 63 and 3 blocks); for a
+            :class:`~.simple.SimpleResNet` N, the blocks of its stack. A model without
+            ``stack_depths`` takes N itself, one value for all its stacks or one per stack.
         interpolation: ``"constant"`` (the paper's rule) or ``"linear"`` in depth.
     """
-    for stack, stack_depth in zip(model.stacks, model.stack_depths(depth), strict=True):
+    stacks = [stack for _, stack in named_stacks(model)]
+    for stack, stack_depth in zip(stacks, stack_depths(model, depth, len(stacks)), strict=True):
         stack.deepen(stack_depth, interpolation)
     return model
 
 
-def train_only(model: ResNet, stages: Sequence[int]) -> ResNet:
+def stack_depths(model: nn.Module, depth: int | Sequence[int], count: int) -> list[int]:
+    """The depth N of each of the model's ``count`` stacks for ``depth`` as the model counts it."""
+    if hasattr(model, "stack_depths"):
+        return model.stack_depths(depth)
+    if not isinstance(depth, (list, tuple)):
+        return [depth] * count
+    if len(depth) != count:
+        raise ValueError(
+            f"depth={list(depth)!r} has {len(depth)} values but {type(model).__name__} has {count} residual "
+            "stacks: give one depth N for all of them or one per stack."
+        )
+    return list(depth)
+
+
+def stage_names(model: nn.Module) -> list[str]:
+    """The dotted names of the model's stages, stage 1 first: ``model.stages`` where it has them
+    (a ResNet's transition block and stack), otherwise its residual stacks in order."""
+    if isinstance(getattr(model, "stages", None), nn.ModuleList):
+        return [f"stages.{i}" for i in range(len(model.stages))]
+    return [name for name, _ in named_stacks(model)]
+
+
+def train_only(model: FreezableModel, stages: Sequence[int]) -> FreezableModel:
     """Freeze all of the model but the given stages (in place, returns the model).
 
-    Stages are numbered 1 to 4 as in the paper (stage 3 is ``model.stages[2]``); the stem, the
-    head and the other stages (transition blocks and stacks) are frozen: no gradient, BatchNorm in
-    eval mode whatever ``model.train()`` says (:class:`~.freezing.Freezable`). The paper's CIFAR
-    fine-tuning trains stage 3 only: ``train_only(model, [3])``. Earlier freezing is undone first.
+    Stages are numbered from 1, as in the paper: a :class:`~.resnet.ResNet`'s stages 1 to 4 are
+    ``model.stages[0]`` to ``[3]``, each a transition block and its stack; a model without
+    ``stages``, such as :class:`~.simple.SimpleResNet`, numbers its residual stacks (stage 1 is
+    the simple ResNet's one stack). Everything else (stem, head, other stages) is frozen: no gradient,
+    BatchNorm in eval mode whatever ``model.train()`` says (:class:`~.freezing.Freezable`). The
+    paper's CIFAR fine-tuning trains stage 3 only: ``train_only(model, [3])``. Earlier freezing
+    is undone first.
     """
-    numbers = range(1, len(model.stages) + 1)
-    unknown = [number for number in stages if number not in numbers]
+    if not isinstance(model, Freezable):
+        raise TypeError(
+            f"train_only needs a model that keeps its frozen parts in eval mode through model.train(); "
+            f"{type(model).__name__} is not one: derive it from resnode_lightning.models.Freezable."
+        )
+    if not isinstance(stages, Sequence) or not all(isinstance(n, int) and not isinstance(n, bool) for n in stages):
+        raise TypeError(
+            f"stages={stages!r} must be a list of stage numbers, e.g. [3] (train_only(model, [3]) trains "
+            "stage 3 only)."
+        )
+    names = stage_names(model)
+    unknown = [number for number in stages if not 1 <= number <= len(names)]
     if unknown:
         raise ValueError(
-            f"stages={list(stages)!r} names no stage {unknown[0]!r}: stages are numbered 1 to "
-            f"{len(model.stages)} as in the paper (stage 3 is model.stages[2])."
+            f"stages={list(stages)!r} names no stage {unknown[0]!r}: the stages of {type(model).__name__} "
+            f"are numbered 1 to {len(names)} ({', '.join(names)}), as in the paper."
         )
-    frozen = ["stem", *(f"stages.{number - 1}" for number in numbers if number not in stages), "head"]
-    model.unfreeze().freeze(frozen)
+    model.unfreeze().freeze(parts_outside(model, [names[number - 1] for number in stages]))
     return model
 
 
-def load_weights(model: Model, checkpoint: Checkpoint, interpolation: Interpolation = "constant") -> Model:
+def parts_outside(module: nn.Module, kept: Sequence[str], prefix: str = "") -> list[str]:
+    """The largest submodules that are neither one of the ``kept`` parts nor hold one."""
+    parts = []
+    for name, child in module.named_children():
+        full = prefix + name
+        if any(part.startswith(f"{full}.") for part in kept):
+            parts += parts_outside(child, kept, f"{full}.")
+        elif full not in kept:
+            parts.append(full)
+    return parts
+
+
+def load_weights(
+    model: Model, checkpoint: Checkpoint, interpolation: Interpolation = "constant", prefix: str | None = None
+) -> Model:
     """Load a checkpoint into a model whose stacks may have other depths or tying (in place).
 
     Everything outside the stacks (stem, transition blocks, head, with BatchNorm's running
@@ -94,60 +149,113 @@ def load_weights(model: Model, checkpoint: Checkpoint, interpolation: Interpolat
     stage) into an untied deeper one ([4, 4, 64, 4]).
 
     Args:
-        model: the target, built with the checkpoint's architecture but any depths and tying.
+        model: the target, built with the checkpoint's architecture but any depths and tying;
+            a model wrapped by ``torch.compile`` loads into the network it wraps.
         checkpoint: a state_dict, the path of a file saved by ``torch.save`` (read with
             ``weights_only=True``), or a dict with a ``"state_dict"`` entry (a Lightning
-            checkpoint); a prefix common to its keys such as ``"model."`` is stripped.
+            checkpoint).
         interpolation: ``"constant"`` (the paper's rule) or ``"linear"`` in depth.
+        prefix: the start of the checkpoint's keys for the model's weights, stripped before
+            loading; keys without it are ignored (an EMA or teacher copy, a loss's weights).
+            None: ``"network."`` in a Lightning checkpoint (where the LightningModule holds the
+            model as ``self.network``), ``""`` in a plain state_dict. ``_orig_mod.`` (what a
+            compiled model adds) is dropped wherever it appears.
 
     Raises:
-        ValueError: the checkpoint does not fit: a tensor the model needs is missing, has another
-            shape or is left over (the first one is named), or a tied stack of the model would
-            have to hold different blocks.
+        ValueError: the file cannot be read (it is named); no model is found under ``prefix``
+            (the prefixes where one is found are listed); the checkpoint does not fit: a tensor
+            the model needs is missing or left over (architecture) or has another shape (widths),
+            the first one named; or a tied stack of the model would have to hold different blocks.
     """
-    target = model.state_dict()
-    source = CheckpointTensors(strip_prefix(read_state_dict(checkpoint), reference=next(iter(target))))
-    stacks = dict(named_stacks(model))
+    network = getattr(model, "_orig_mod", model)  # torch.compile wraps the network
+    target = network.state_dict()
+    tensors, default_prefix = read_checkpoint(checkpoint)
+    prefix = default_prefix if prefix is None else prefix
+    source = CheckpointTensors(select_prefix(tensors, prefix, reference=next(iter(target))))
+    stacks = dict(named_stacks(network))
+    source.check_architecture(target, stacks)
     converted: dict[str, Tensor] = {}
     for key, tensor in target.items():
-        owner = next((name for name in stacks if key.startswith(f"{name}.")), None)
+        owner = stack_owning(key, stacks)
         if owner is None:
             converted[key] = source.take(key, tensor)
         elif key not in converted:  # the stack's first key: convert the whole stack
             converted.update(stack_weights(owner, stacks[owner], source, interpolation))
-    source.check_all_taken()
-    model.load_state_dict(converted)
+    network.load_state_dict(converted)
     return model
 
 
-def read_state_dict(checkpoint: Checkpoint) -> dict[str, Tensor]:
-    """The tensors of a state_dict, a ``torch.save`` file or a dict with a ``"state_dict"`` entry."""
+def read_checkpoint(checkpoint: Checkpoint) -> tuple[dict[str, Tensor], str]:
+    """The tensors of a state_dict, a ``torch.save`` file or a dict with a ``"state_dict"`` entry,
+    and the prefix of the model's keys in it by default (``"network."`` in a Lightning checkpoint)."""
     if isinstance(checkpoint, (str, os.PathLike)):
-        try:
-            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise ValueError(
-                f"{os.fspath(checkpoint)!r} holds objects other than tensors and plain containers, "
-                "which are not loaded (weights_only=True). Save the weights alone, "
-                "torch.save(model.state_dict(), path), and load that file."
-            ) from error
+        checkpoint = load_file(checkpoint)
+    default_prefix = ""
     if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint:
-        checkpoint = checkpoint["state_dict"]
+        checkpoint, default_prefix = checkpoint["state_dict"], LIGHTNING_PREFIX
     if not isinstance(checkpoint, Mapping) or not all(isinstance(v, Tensor) for v in checkpoint.values()):
         raise ValueError(
             "checkpoint must be a state_dict (names → tensors), a dict with a 'state_dict' entry, or "
             f"the path of a file holding one; got a {type(checkpoint).__name__} that is none of these."
         )
-    return dict(checkpoint)
+    return dict(checkpoint), default_prefix
 
 
-def strip_prefix(tensors: dict[str, Tensor], reference: str) -> dict[str, Tensor]:
-    """Drop the prefix (e.g. ``"model."`` in a Lightning checkpoint) that the checkpoint puts in
-    front of the model's key ``reference``, and the keys without that prefix."""
-    if reference in tensors:
-        return tensors
-    prefix = next((key[: -len(reference)] for key in tensors if key.endswith(f".{reference}")), "")
-    return {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
+def load_file(path: str | os.PathLike) -> Any:
+    """``torch.load`` of weights only, with errors that name the file and what is wrong with it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):
+            raise unreadable(path, error) from error
+        raise ValueError(
+            f"{os.fspath(path)!r} holds objects other than tensors and plain containers, which are "
+            "not loaded (weights_only=True). Save the weights alone, torch.save(model.state_dict(), "
+            "path), and load that file."
+        ) from error
+    except (RuntimeError, KeyError, EOFError, ValueError) as error:  # what torch.load raises on bad bytes
+        raise unreadable(path, error) from error
+
+
+def unreadable(path: str | os.PathLike, error: Exception) -> ValueError:
+    reason = str(error).splitlines()[0] if str(error) else "no detail"
+    return ValueError(
+        f"{os.fspath(path)!r} is not a readable torch.save file ({type(error).__name__}: {reason}): it is "
+        "truncated (an interrupted save or copy), or not a checkpoint at all. Check the path, or save "
+        "the weights again."
+    )
+
+
+def select_prefix(tensors: dict[str, Tensor], prefix: str, reference: str) -> dict[str, Tensor]:
+    """The tensors whose keys start with ``prefix``, without it (and without ``_orig_mod.``).
+    ``reference``, the model's first key, must be among them; if not, the error lists the
+    prefixes under which the checkpoint holds it."""
+    selected = {
+        key[len(prefix) :].replace(COMPILED_PREFIX, ""): value
+        for key, value in tensors.items()
+        if key.startswith(prefix)
+    }
+    if reference in selected:
+        return selected
+    found = sorted(
+        {key[: len(key) - len(reference)] for key in tensors if key == reference or key.endswith(f".{reference}")}
+    )
+    if not found:
+        raise ValueError(
+            f"the checkpoint has no key ending in {reference!r}, the model's first tensor: it holds the "
+            "weights of another model class. Build the model the checkpoint was trained as; only depths "
+            "and tying may differ."
+        )
+    raise ValueError(
+        f"the checkpoint holds no model under prefix={prefix!r} (it has no key {prefix + reference!r}); "
+        f"it holds one under {', '.join(map(repr, found))}. Pass the prefix of the weights to load, "
+        f"e.g. load_weights(model, checkpoint, prefix={found[0]!r})."
+    )
+
+
+def stack_owning(key: str, stacks: Mapping[str, ResidualStack]) -> str | None:
+    """The name of the stack whose entry ``key`` is, or None outside the stacks."""
+    return next((name for name in stacks if key.startswith(f"{name}.")), None)
 
 
 class CheckpointTensors:
@@ -155,15 +263,34 @@ class CheckpointTensors:
 
     def __init__(self, tensors: dict[str, Tensor]) -> None:
         self.tensors = tensors
-        self.taken: set[str] = set()
+
+    def check_architecture(self, target: Mapping[str, Tensor], stacks: Mapping[str, ResidualStack]) -> None:
+        """Refuse a checkpoint whose keys are not the model's (stacks: those of each of its blocks),
+        before any shape is compared: a missing or extra key means another architecture."""
+        expected = {key: tensor for key, tensor in target.items() if stack_owning(key, stacks) is None}
+        for name, stack in stacks.items():
+            prefix = f"{name}.blocks."
+            template = stack.blocks[0].state_dict()
+            for j in range(self.depth(prefix)):
+                expected.update({f"{prefix}{j}.{key}": tensor for key, tensor in template.items()})
+        missing = next((key for key in expected if key not in self.tensors), None)
+        extra = next((key for key in self.tensors if key not in expected), None)
+        if missing is not None:
+            also = f", and it holds {extra!r}, which the model has no place for" if extra else ""
+            raise ValueError(
+                f"the checkpoint has no tensor {missing!r} (shape {tuple(expected[missing].shape)} in the "
+                f"model){also}: it comes from another architecture (another model class, number of "
+                "stages or block). Build the model the checkpoint was trained as; only depths and tying "
+                "may differ."
+            )
+        if extra is not None:
+            raise ValueError(
+                f"checkpoint tensor {extra!r} (shape {tuple(self.tensors[extra].shape)}) has no place in "
+                "the model: the checkpoint comes from another architecture (e.g. more stages). Build "
+                "the model the checkpoint was trained as; only depths and tying may differ."
+            )
 
     def take(self, key: str, like: Tensor) -> Tensor:
-        if key not in self.tensors:
-            raise ValueError(
-                f"the checkpoint has no tensor {key!r} (shape {tuple(like.shape)} in the model): it "
-                "comes from another architecture (another model class, number of stages or block). "
-                "Build the model the checkpoint was trained as; only depths and tying may differ."
-            )
         tensor = self.tensors[key]
         if tensor.shape != like.shape:
             raise ValueError(
@@ -172,22 +299,12 @@ class CheckpointTensors:
                 "block, in_channels or num_classes). Build the model with the checkpoint's widths; "
                 "only depths and tying may differ."
             )
-        self.taken.add(key)
         return tensor
 
     def depth(self, prefix: str) -> int:
         """1 + the largest block index under ``prefix`` (1 when there is none: block 0 is missing)."""
         indices = [int(key[len(prefix) :].split(".")[0]) for key in self.tensors if key.startswith(prefix)]
         return max(indices, default=0) + 1
-
-    def check_all_taken(self) -> None:
-        left = next((key for key in self.tensors if key not in self.taken), None)
-        if left is not None:
-            raise ValueError(
-                f"checkpoint tensor {left!r} (shape {tuple(self.tensors[left].shape)}) has no place in "
-                "the model: the checkpoint comes from another architecture (e.g. more stages). Build "
-                "the model the checkpoint was trained as; only depths and tying may differ."
-            )
 
 
 def stack_weights(

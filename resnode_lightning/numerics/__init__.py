@@ -1,7 +1,7 @@
 """The numerics of residual stacks: step rules, stacks and the adjoint. Imports torch only."""
 
 from .adjoint import adjoint_integrate
-from .choices import check_choice, choose
+from .choices import check_choice, check_count, choose
 from .schemes import SCHEMES, Euler, Heun, SchemeName
 from .stack import GRADIENT_MODES, GradientMode, Interpolation, ResidualStack, StepRule
 
@@ -17,5 +17,6 @@ __all__ = [
     "StepRule",
     "adjoint_integrate",
     "check_choice",
+    "check_count",
     "choose",
 ]

@@ -1,4 +1,4 @@
-"""The memory-free adjoint backward of a residual stack (METHOD.md; paper eq. 6, 7 and 9).
+"""The memory-free adjoint backward of a residual stack (docs/method.md; paper eq. 6, 7 and 9).
 
 Forward: run the stack without building a graph and keep only the output x_N (and, with
 ``anchor_every=k``, the true states x_0, x_k, x_2k, ...). Backward: walk the stack in reverse
@@ -31,6 +31,21 @@ Guarantees:
   mode BatchNorm normalises the rebuilt states with their own batch statistics, and every
   module keeps its mode. Under autocast the rebuild replays the forward's autocast state while
   the residual stream keeps its own dtype.
+- Randomness (Dropout, StochasticDepth, ``torch.rand`` in a block's ``forward``): each
+  evaluation that draws from the default CPU or device generator has its generator state
+  recorded in the forward and replayed in the rebuild and the recompute, as
+  ``torch.utils.checkpoint`` does, so the backward differentiates the function the forward
+  computed (``anchor_every=1`` stays exact) and consumes no random numbers. Evaluations that
+  draw nothing record nothing.
+
+Refused, with an error that names the fix (``gradient="backprop"`` or ``"checkpoint"``):
+- a second derivative (``create_graph=True``, e.g. a gradient penalty): the rebuild is not
+  differentiable, and with a loss linear in x_N the penalty would otherwise vanish silently;
+- weights changed in place between forward and backward (e.g. ``optimizer.step()`` first):
+  every parameter is saved for backward, so autograd's version check raises as for backprop;
+- a step whose graph reaches a tensor that requires grad but is neither the stack's input nor
+  a parameter of its blocks (a parameter passed in from outside, or held by a module the block
+  does not register): it would get no gradient. Checked at every recompute.
 
 Why the rebuilt states' own batch statistics, not the forward's replayed: measured by
 ``benchmarks/batchnorm_statistics.py`` (untied Euler, pre-activation blocks, float64, relative
@@ -54,11 +69,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from .buffers import preserved_buffers, unique_buffers
-from .schemes import Euler, Heun
-from .trajectory import evaluate, second_stage_index, step_functions
+from .randomness import RandomReplay
+from .schemes import Euler, Heun, ResidualFunction
+from .trajectory import second_stage_index, step_functions
 
 
 @dataclass(frozen=True)
@@ -92,22 +107,34 @@ class AdjointIntegration(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, run: AdjointRun, *params: Tensor) -> Tensor:
+        replay = RandomReplay(x.device)
         anchors = []
         for n in range(len(run.blocks)):
             if run.is_anchor(n):
                 anchors.append(x)
-            x, _ = run.scheme.step(x, run.h, *step_functions(run.blocks, n))
-        ctx.save_for_backward(x, *anchors)
+            f, f_next = step_functions(run.blocks, n)
+            x, _ = run.scheme.step(x, run.h, replay.recording(f, (n, 0)), replay.recording(f_next, (n, 1)))
+        # Every parameter of the blocks is saved, so that autograd's version counters refuse
+        # weights changed in place before backward, as they do for backprop.
+        ctx.save_for_backward(x, *anchors, *unique_parameters(run.blocks))
+        ctx.anchor_count = len(anchors)
         ctx.run = run
         ctx.params = params
+        ctx.replay = replay
         ctx.autocast = _autocast_state(x.device.type)
         return x
 
     @staticmethod
-    @once_differentiable  # a second derivative through the rebuild is not implemented
     def backward(ctx: Any, a: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "a second derivative (create_graph=True, e.g. a gradient penalty) was asked through a "
+                "ResidualStack with gradient='adjoint', whose backward rebuilds activations and is not "
+                "itself differentiable. Use gradient='backprop' or gradient='checkpoint' for this stack."
+            )
         run: AdjointRun = ctx.run
-        x, *stored = ctx.saved_tensors
+        replay: RandomReplay = ctx.replay
+        x, *stored = ctx.saved_tensors[: 1 + ctx.anchor_count]
         anchors = dict(zip(range(0, len(run.blocks), run.anchor_every or 1), stored))
         need_input = ctx.needs_input_grad[0]
         trainable = {id(p) for p, need in zip(ctx.params, ctx.needs_input_grad[2:]) if need}
@@ -123,17 +150,20 @@ class AdjointIntegration(torch.autograd.Function):
         ):
             for n in reversed(range(stop, len(run.blocks))):
                 f, f_next = step_functions(run.blocks, n)
+                f, f_next = replay.replaying(f, (n, 0)), replay.replaying(f_next, (n, 1))
                 if n in anchors:
                     x = anchors[n]
                 else:
-                    x = run.scheme.reverse(x, run.h, f, f_next, _first_reverse_evaluation(run, n, x, cached))
+                    first = _first_reverse_evaluation(run, replay, n, x, f, f_next, cached)
+                    x = run.scheme.reverse(x, run.h, f, f_next, first)
                 need_state = need_input or n > stop
                 with torch.enable_grad():
                     state = x.detach().requires_grad_(need_state)
                     x_next, k = run.scheme.step(state, run.h, f, f_next)
                     inputs = ([state] if need_state else []) + step_params[n]
+                    _refuse_foreign_leaves(x_next, inputs, run, n)
                     vjp = torch.autograd.grad(x_next, inputs, a, allow_unused=True)
-                cached = (run.blocks[n], k.detach())
+                cached = None if replay.draws((n, 0)) else (run.blocks[n], k.detach())
                 if need_state:
                     a, vjp = vjp[0], vjp[1:]
                 for p, g in zip(step_params[n], vjp):
@@ -145,14 +175,51 @@ class AdjointIntegration(torch.autograd.Function):
 
 
 def _first_reverse_evaluation(
-    run: AdjointRun, n: int, x_next: Tensor, cached: tuple[nn.Module, Tensor] | None
+    run: AdjointRun,
+    replay: RandomReplay,
+    n: int,
+    x_next: Tensor,
+    f: ResidualFunction,
+    f_next: ResidualFunction,
+    cached: tuple[nn.Module, Tensor] | None,
 ) -> Tensor:
-    """The reversal of step n starts by evaluating one function at x̃_{n+1}; reuse the
-    recompute of step n+1 when that is the same function at the same point."""
-    index = second_stage_index(n, len(run.blocks)) if run.scheme.reversal_evaluates_next else n
-    if cached is not None and cached[0] is run.blocks[index]:
+    """The reversal of step n starts by evaluating one function at x̃_{n+1}: f_{n+1} for Heun,
+    f_n for Euler. Reuse the recompute of step n+1 when that is the same function at the same
+    point, with no random numbers drawn by either (they would be different draws)."""
+    stage = 1 if run.scheme.reversal_evaluates_next else 0
+    index = second_stage_index(n, len(run.blocks)) if stage else n
+    if cached is not None and cached[0] is run.blocks[index] and not replay.draws((n, stage)):
         return cached[1]
-    return evaluate(run.blocks[index], index, x_next)
+    return (f_next if stage else f)(x_next)
+
+
+def _refuse_foreign_leaves(x_next: Tensor, inputs: list[Tensor], run: AdjointRun, n: int) -> None:
+    """Refuse a step whose graph reaches a tensor that requires grad but is none of the step's
+    inputs (its state and its blocks' parameters): the adjoint would give it no gradient."""
+    known = {id(t) for t in inputs}
+    seen = set()
+    nodes = [x_next.grad_fn]
+    while nodes:
+        node = nodes.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # AccumulateGrad: a tensor autograd gives a gradient
+        if leaf is not None and id(leaf) not in known:
+            raise RuntimeError(
+                f"step {n} of a ResidualStack with gradient='adjoint' ({type(run.blocks[n]).__name__} blocks) "
+                f"uses a tensor of shape {tuple(leaf.shape)} that requires grad but is not a parameter of "
+                "the step's blocks: a parameter passed in from outside, or owned by a module the block "
+                "does not register. The adjoint differentiates only the stack's input and its blocks' "
+                "parameters, so that tensor would get no gradient. Register it in the block (as an "
+                "nn.Parameter or a submodule), or use gradient='backprop' or 'checkpoint' for this stack."
+            )
+        nodes.extend(next_node for next_node, _ in node.next_functions)
+
+
+def unique_parameters(blocks: Sequence[nn.Module]) -> list[Tensor]:
+    """Every parameter of the blocks once, shared (tied) blocks included only once."""
+    return list(dict.fromkeys(p for b in blocks for p in b.parameters()))
 
 
 def adjoint_integrate(
@@ -163,6 +230,6 @@ def adjoint_integrate(
     anchor_every: int | None = None,
 ) -> Tensor:
     """Integrate the stack with the memory-free adjoint as backward (see the module docstring)."""
-    params = tuple(dict.fromkeys(p for b in blocks for p in b.parameters() if p.requires_grad))
+    params = tuple(p for p in unique_parameters(blocks) if p.requires_grad)
     run = AdjointRun(tuple(blocks), scheme, h, anchor_every)
     return AdjointIntegration.apply(x, run, *params)

@@ -5,22 +5,22 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.dropout import _DropoutNd
 from torch.utils.checkpoint import checkpoint
 
 from .adjoint import adjoint_integrate
 from .buffers import preserved_buffers, unique_buffers
-from .choices import check_choice
+from .choices import check_choice, check_count
 from .schemes import SCHEMES, SchemeName
 from .trajectory import integrate
 
 GradientMode = Literal["backprop", "checkpoint", "adjoint"]
-StepRule = Literal["1/depth", "1"]
+StepRule = Literal["1/depth", "1"] | float  # h = 1/N, h = 1, or h itself (a positive number)
 Interpolation = Literal["constant", "linear"]
 
 GRADIENT_MODES: tuple[str, ...] = ("backprop", "checkpoint", "adjoint")
@@ -42,7 +42,7 @@ class ResidualStack(nn.Module):
     Args:
         blocks: the residual functions, one per step; each maps a tensor to one of its shape.
         scheme: ``"euler"`` (order 1) or ``"heun"`` (order 2).
-        step: ``"1/depth"`` for h = 1/N, ``"1"`` for h = 1.
+        step: ``"1/depth"`` for h = 1/N, ``"1"`` for h = 1, or a positive number: h itself.
         gradient: how backward works. ``"backprop"``: plain autograd, exact, memory O(N).
             ``"checkpoint"``: exact recomputation (non-reentrant ``torch.utils.checkpoint``) of
             segments of ``anchor_every`` steps (default ⌈√N⌉), memory O(N/k + k).
@@ -50,7 +50,8 @@ class ResidualStack(nn.Module):
             :mod:`~resnode_lightning.numerics.adjoint`; approximate, memory O(1) in N.
         anchor_every: adjoint only stores the true state every k steps and restarts the
             reconstruction from it (memory O(N/k), error reset per segment; k = 1 is exact);
-            checkpoint uses it as the segment length.
+            checkpoint uses it as the segment length. k >= N stores the input x_0 only (adjoint)
+            and makes one segment (checkpoint); k > N warns.
 
     ``gradient`` and ``anchor_every`` are plain attributes: they may be changed between steps.
     Running buffers (BatchNorm) are updated once per forward in every mode.
@@ -76,9 +77,7 @@ class ResidualStack(nn.Module):
     @classmethod
     def tied(cls, block: nn.Module, depth: int, **options) -> ResidualStack:
         """A stack that applies the one module ``block`` at each of ``depth`` steps."""
-        if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {depth!r}.")
-        return cls([block] * depth, **options)
+        return cls([block] * check_count("depth", depth, 1, "the steps of the stack"), **options)
 
     # -- validated settings ---------------------------------------------------------------
     @property
@@ -90,12 +89,21 @@ class ResidualStack(nn.Module):
         self._scheme = check_choice("scheme", value, tuple(SCHEMES))
 
     @property
-    def step(self) -> str:
+    def step(self) -> str | float:
         return self._step
 
     @step.setter
-    def step(self, value: str) -> None:
-        self._step = check_choice("step", str(value), STEP_RULES)
+    def step(self, value: str | float) -> None:
+        positive_number = (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
+        )
+        if value not in STEP_RULES and not positive_number:
+            raise ValueError(
+                f"step={value!r} is not one of {', '.join(map(repr, STEP_RULES))} or a positive number: "
+                "give '1/depth' for h = 1/N (the Neural ODE view), '1' for the classical h = 1, or h "
+                "itself, e.g. 0.1."
+            )
+        self._step = value if isinstance(value, str) else float(value)
 
     @property
     def gradient(self) -> str:
@@ -111,9 +119,19 @@ class ResidualStack(nn.Module):
 
     @anchor_every.setter
     def anchor_every(self, value: int | None) -> None:
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"anchor_every must be None or an integer >= 1, got {value!r}.")
+        if value is not None:
+            check_count("anchor_every", value, 1, "the steps between stored states (None: no anchor)")
         self._anchor_every = value
+        self._warn_if_anchors_exceed_depth()
+
+    def _warn_if_anchors_exceed_depth(self) -> None:
+        if self.anchor_every is not None and self.anchor_every > self.depth:
+            warnings.warn(
+                f"anchor_every={self.anchor_every} is larger than the stack's depth N = {self.depth}: the "
+                "adjoint then stores the input x_0 only (one anchor, as anchor_every=N) and checkpointing "
+                "recomputes the whole stack as one segment. Give anchor_every <= N to store more states.",
+                stacklevel=3,
+            )
 
     # -- derived quantities ---------------------------------------------------------------
     @property
@@ -122,7 +140,7 @@ class ResidualStack(nn.Module):
 
     @property
     def h(self) -> float:
-        return 1.0 / self.depth if self.step == "1/depth" else 1.0
+        return 1.0 / self.depth if self.step == "1/depth" else float(self.step)
 
     @property
     def is_tied(self) -> bool:
@@ -144,27 +162,21 @@ class ResidualStack(nn.Module):
         if not needs_graph or self.gradient == "backprop":
             return integrate(x, self.blocks, scheme, self.h)
         if self.gradient == "adjoint":
-            self._refuse_random_layers()
             return adjoint_integrate(x, self.blocks, scheme, self.h, self.anchor_every)
         return self._checkpointed(x, scheme)
 
     @torch.no_grad()
     def states(self, x: Tensor) -> Tensor:
-        """The whole trajectory x_0, x_1, .., x_N as one (N + 1, *x.shape) tensor (no graph)."""
-        scheme, states = SCHEMES[self.scheme], [x]
-        for n in range(self.depth):
-            states.append(integrate(states[-1], self.blocks, scheme, self.h, n, n + 1))
-        return torch.stack(states)
+        """The whole trajectory x_0, x_1, .., x_N as one (N + 1, *x.shape) tensor (no graph).
 
-    def _refuse_random_layers(self) -> None:
-        for name, module in self.blocks.named_modules():
-            if isinstance(module, _DropoutNd) and module.training and module.p > 0:
-                raise ValueError(
-                    f"gradient='adjoint' cannot rebuild activations through {type(module).__name__} "
-                    f"(blocks.{name}, training mode): its random mask in backward would differ from the "
-                    "forward's. Use gradient='checkpoint' (it replays the random state), set p=0, or "
-                    "put that module in eval mode."
-                )
+        Train-mode BatchNorm normalises with batch statistics, as in the forward pass, but its
+        running statistics are left as they were: looking at the trajectory is not a step.
+        """
+        scheme, states = SCHEMES[self.scheme], [x]
+        with preserved_buffers(unique_buffers(self.blocks)):
+            for n in range(self.depth):
+                states.append(integrate(states[-1], self.blocks, scheme, self.h, n, n + 1))
+        return torch.stack(states)
 
     def _checkpointed(self, x: Tensor, scheme) -> Tensor:
         segment = self.anchor_every or math.ceil(math.sqrt(self.depth))
@@ -181,6 +193,33 @@ class ResidualStack(nn.Module):
                 use_reentrant=False, context_fn=contexts,
             )
         return x
+
+    # -- loading weights ------------------------------------------------------------------
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        """Refuse a state_dict that holds different weights for the copies of one shared block:
+        loading would keep the last copy and report every key matched."""
+        for indices in self._shared_blocks().values():
+            for key in self.blocks[indices[0]].state_dict():
+                tensors = [state_dict.get(f"{prefix}blocks.{i}.{key}") for i in indices]
+                if any(t is not None and not torch.equal(t, tensors[0]) for t in tensors[1:]):
+                    error_msgs.append(
+                        f"{prefix}blocks holds one block shared by {len(indices)} steps (a tied stack), but the "
+                        f"state_dict has different values for them ('{prefix}blocks.{indices[0]}.{key}' and "
+                        "others): it comes from an untied model. Build the model untied (tied=False) to load "
+                        "it as it is, or convert it with resnode_lightning.models.load_weights."
+                    )
+                    break
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def _shared_blocks(self) -> dict[int, list[int]]:
+        """The step indices of every block used at more than one step, by block identity."""
+        indices: dict[int, list[int]] = {}
+        for i, block in enumerate(self.blocks):
+            indices.setdefault(id(block), []).append(i)
+        return {key: steps for key, steps in indices.items() if len(steps) > 1}
 
     # -- changes of weights ---------------------------------------------------------------
     def untie(self) -> ResidualStack:
@@ -207,13 +246,23 @@ class ResidualStack(nn.Module):
         (a depth-1 stack counts as tied): call :meth:`untie` afterwards for independent copies.
         Modules shared between some blocks of an untied stack come out as independent copies.
         With h = 1/M the function changes only by the discretisation error, O(1/N) for Euler.
+        With a fixed step (``step="1"`` or a number) h does not shrink: the deeper stack adds
+        up more steps of the same size and computes another function (a warning says so).
         """
-        if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {depth!r}.")
+        check_count("depth", depth, 1, "the steps of the stack")
         check_choice("interpolation", interpolation, INTERPOLATIONS)
+        if self.step != "1/depth" and depth != self.depth:
+            warnings.warn(
+                f"deepening a stack with step={self.step!r} from N = {self.depth} to {depth}: h stays "
+                f"{self.h:g}, so the deeper stack integrates over a {depth / self.depth:g}x longer time and "
+                "computes another function. Only step='1/depth' (h = 1/N) keeps the function up to the "
+                "discretisation error.",
+                stacklevel=2,
+            )
         old = list(self.blocks)
         if self.is_tied:
             self.blocks = nn.ModuleList([old[0]] * depth)
+            self._warn_if_anchors_exceed_depth()
             return self
         new = []
         for i in range(depth):
@@ -225,6 +274,7 @@ class ResidualStack(nn.Module):
                 mix_weights(block, old[j], old[j + 1], w)
             new.append(block)
         self.blocks = nn.ModuleList(new)
+        self._warn_if_anchors_exceed_depth()
         return self
 
 
