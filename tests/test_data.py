@@ -131,6 +131,17 @@ def test_augmentation_is_reproducible_from_its_generator_and_varies_across_the_b
     assert not torch.equal(first, images)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_augmentation_and_normalisation_on_cuda_equal_those_on_the_cpu():
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    on_cpu = random_crop_flip(images, 4, True, torch.Generator().manual_seed(0))
+    on_cuda = random_crop_flip(images.cuda(), 4, True, torch.Generator().manual_seed(0))
+    assert on_cuda.is_cuda and torch.equal(on_cuda.cpu(), on_cpu)
+    torch.testing.assert_close(
+        normalise(on_cuda, DIGITS_MEAN * 3, DIGITS_STD * 3).cpu(), normalise(on_cpu, DIGITS_MEAN * 3, DIGITS_STD * 3)
+    )
+
+
 def test_normalisation_maps_pixels_to_standard_scores_per_channel():
     images = torch.tensor([0, 128, 255], dtype=torch.uint8).view(1, 3, 1, 1).expand(2, 3, 4, 4)
     mean, std = (0.1, 0.5, 0.9), (0.2, 0.3, 0.4)

@@ -100,7 +100,7 @@ class TensorBatches:
         for number in range(start, len(self)):
             index = indices[number * self.batch_size : (number + 1) * self.batch_size]
             self._delivered = number + 1
-            yield self.images[index], self.labels[index]
+            yield self.images.index_select(0, index), self.labels.index_select(0, index)
 
     def state_dict(self) -> dict[str, Any]:
         """The position: ``epoch`` and the batches of it ``delivered`` so far."""

@@ -27,6 +27,13 @@ class ImageDataModule(LightningDataModule):
 
     Subclasses set ``num_classes`` and ``in_channels`` in ``__init__`` (the CLI links them into
     the model) and ``classes`` in ``setup``.
+
+    Args:
+        mean: per-channel mean of the pixels on the [0, 1] scale (from :mod:`~.constants`).
+        std: per-channel standard deviation on the [0, 1] scale.
+        crop_padding: zero padding of the random crop while training; 0: no crop.
+        flip: random horizontal flips while training.
+        seed: seed of the augmentation (plus the global rank).
     """
 
     num_classes: int

@@ -47,6 +47,10 @@ class InMemoryDataModule(ImageDataModule):
     validation, test and predict batches keep the stored order, shard without dropping anything
     (every sample is evaluated once, on exactly one rank). Lightning does not insert a
     DistributedSampler into such iterables, which is why they shard themselves.
+
+    Args:
+        batch_size: samples per batch on each process.
+        image_options: the normalisation and augmentation of :class:`~.image_datamodule.ImageDataModule`.
     """
 
     def __init__(self, batch_size: int, **image_options) -> None:
