@@ -72,17 +72,18 @@ class ResNodeCLI(LightningCLI):
                 init_args.name = name
 
     def after_fit(self) -> None:
-        """Say where the run's checkpoints, config and logs are."""
+        """Say where the run's checkpoints, config and logs are (rank 0; every rank takes part in
+        finding the run folder, which is a collective call under DDP)."""
         trainer = self.trainer
-        if not trainer.is_global_zero or trainer.checkpoint_callback is None:
-            return
+        run_folder = Path(trainer.log_dir)
         checkpoint = trainer.checkpoint_callback
+        if not trainer.is_global_zero or checkpoint is None:
+            return
         best = checkpoint.best_model_path
         score = f" ({checkpoint.monitor} {checkpoint.best_model_score:.4f})" if best else ""
-        logs = trainer.logger.log_dir if trainer.logger is not None else trainer.log_dir
         print(
             f"\nDone. Checkpoints: {best or '(no best: nothing validated)'}{score}, {checkpoint.last_model_path}; "
-            f"config: {Path(trainer.log_dir) / 'config.yaml'}; logs: {logs}"
+            f"config: {run_folder / 'config.yaml'}; logs: {run_folder}"
         )
 
 

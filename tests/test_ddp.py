@@ -1,0 +1,90 @@
+"""The adjoint under DDP, launched as users launch it: the CLI in subprocesses on 2 CPU processes.
+
+Every parameter is an input of the adjoint's autograd Function and receives its gradient as an
+output, so DDP's reducer averages it like any other: two ranks must hold the same weights as one
+process that steps on their combined batch.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TESTS = Path(__file__).resolve().parent
+BATCH = 16  # per process; the single-process reference takes 2 x BATCH
+
+
+def fit(folder: Path, *overrides: str, processes: int = 2, batch: int = BATCH) -> dict[int, dict]:
+    """`resnode fit` on the digits for 3 steps in ``processes`` CPU processes; each rank's final weights."""
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / "weights"
+    command = [
+        sys.executable, "-m", "resnode_lightning", "fit", "--config", "quickstart.yaml",
+        "--config", "presets/ddp_cpu.yaml", "--trainer.devices", str(processes),
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
+        "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
+        "--model.lr_scheduler", "null", "--data.batch_size", str(batch),
+        "--trainer.callbacks+=ddp_helpers.SaveRankWeights", "--trainer.callbacks.folder", str(weights),
+        *overrides,
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return {rank: torch.load(weights / f"rank{rank}.pt", weights_only=True) for rank in range(processes)}
+
+
+def assert_same_weights(a: dict, b: dict, **tolerance) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], **tolerance, msg=lambda m, k=key: f"{k}: {m}")
+
+
+TANH_NET = ["--model.network", "ddp_helpers.TanhStackNet"]
+
+
+@pytest.mark.slow
+def test_two_adjoint_ranks_hold_the_weights_of_one_process_stepping_on_their_combined_batch(tmp_path):
+    ranks = fit(tmp_path / "ddp", *TANH_NET)
+    (single,) = fit(tmp_path / "one", *TANH_NET, processes=1, batch=2 * BATCH).values()
+    assert_same_weights(ranks[0], ranks[1], rtol=0, atol=0)
+    assert_same_weights(ranks[0], single, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(single["head.weight"], fit_untrained_head(tmp_path))
+
+
+def fit_untrained_head(folder: Path) -> torch.Tensor:
+    """The head's weights as the seeded config initialises them (to see that training moved them)."""
+    import ddp_helpers  # noqa: F401  (found on sys.path: pytest puts the tests folder there)
+    from lightning.pytorch import seed_everything
+
+    seed_everything(0)
+    return ddp_helpers.TanhStackNet().head.weight
+
+
+@pytest.mark.slow
+def test_tied_weights_and_a_frozen_stage_under_ddp_match_one_process(tmp_path):
+    frozen = [*TANH_NET, "--model.trainable_stages", "[2]"]  # train the tied stack only
+    ranks = fit(tmp_path / "ddp", *frozen)
+    (single,) = fit(tmp_path / "one", *frozen, processes=1, batch=2 * BATCH).values()
+    assert_same_weights(ranks[0], ranks[1], rtol=0, atol=0)
+    assert_same_weights(ranks[0], single, rtol=1e-5, atol=1e-6)
+    initial = fit_untrained_state(tmp_path)
+    assert torch.equal(single["untied.blocks.0.0.weight"], initial["untied.blocks.0.0.weight"])  # frozen
+    assert not torch.equal(single["tied.blocks.0.0.weight"], initial["tied.blocks.0.0.weight"])  # trained
+
+
+def fit_untrained_state(folder: Path) -> dict:
+    import ddp_helpers
+    from lightning.pytorch import seed_everything
+
+    seed_everything(0)
+    return ddp_helpers.TanhStackNet().state_dict()
+
+
+@pytest.mark.slow
+def test_with_batchnorm_the_adjoint_ranks_stay_identical(tmp_path):
+    ranks = fit(tmp_path / "ddp", "--model.network.gradient", "[backprop, backprop, adjoint, backprop]",
+                "--model.network.depth", "[2, 2, 6, 2]")  # fmt: skip
+    assert_same_weights(ranks[0], ranks[1], rtol=0, atol=0)
