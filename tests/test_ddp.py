@@ -88,3 +88,21 @@ def test_with_batchnorm_the_adjoint_ranks_stay_identical(tmp_path):
     ranks = fit(tmp_path / "ddp", "--model.network.gradient", "[backprop, backprop, adjoint, backprop]",
                 "--model.network.depth", "[2, 2, 6, 2]")  # fmt: skip
     assert_same_weights(ranks[0], ranks[1], rtol=0, atol=0)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="SyncBatchNorm needs 2 GPUs (not verified on CPU)")
+def test_syncbatchnorm_with_the_adjoint_keeps_ranks_identical_and_running_statistics_those_of_backprop(tmp_path):
+    """The rebuild and recompute in backward run SyncBatchNorm in train mode: their collectives are
+    issued in the same order on every rank (no deadlock) and their statistics are not counted twice."""
+    simple = '{"class_path": "resnode_lightning.models.SimpleResNet", "init_args": {"depth": 8, "in_channels": 1}}'
+    gpus = ["--config", "presets/ddp.yaml", "--trainer.devices", "2", "--model.network", simple,
+            "--model.network.tied", "false"]  # fmt: skip
+    runs = {
+        gradient: fit(tmp_path / gradient, *gpus, "--model.network.gradient", gradient)
+        for gradient in ("adjoint", "backprop")
+    }
+    assert_same_weights(runs["adjoint"][0], runs["adjoint"][1], rtol=0, atol=0)
+    statistics = [key for key in runs["adjoint"][0] if "running_" in key or "num_batches" in key]
+    assert statistics
+    for key in statistics:
+        torch.testing.assert_close(runs["adjoint"][0][key], runs["backprop"][0][key], rtol=1e-5, atol=1e-6)
