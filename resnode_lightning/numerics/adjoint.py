@@ -38,6 +38,11 @@ Guarantees:
   computed (``anchor_every=1`` stays exact) and consumes no random numbers. Evaluations that
   draw nothing record nothing.
 
+torch.compile: a compiled model breaks its graph at an adjoint stack and runs the stack eagerly
+(this Function's forward and backward are Python loops over the blocks). Compile the residual
+functions themselves instead (``block.compile()`` for each block, before or after building the
+stack): their forward, rebuild and recompute evaluations then all run compiled.
+
 Refused, with an error that names the fix (``gradient="backprop"`` or ``"checkpoint"``):
 - a second derivative (``create_graph=True``, e.g. a gradient penalty): the rebuild is not
   differentiable, and with a loss linear in x_N the penalty would otherwise vanish silently;
@@ -222,6 +227,7 @@ def unique_parameters(blocks: Sequence[nn.Module]) -> list[Tensor]:
     return list(dict.fromkeys(p for b in blocks for p in b.parameters()))
 
 
+@torch.compiler.disable  # the rebuild is Python control flow on autograd: it runs eagerly
 def adjoint_integrate(
     x: Tensor,
     blocks: Sequence[nn.Module],
