@@ -50,7 +50,9 @@ Refused, with an error that names the fix (``gradient="backprop"`` or ``"checkpo
   every parameter is saved for backward, so autograd's version check raises as for backprop;
 - a step whose graph reaches a tensor that requires grad but is neither the stack's input nor
   a parameter of its blocks (a parameter passed in from outside, or held by a module the block
-  does not register): it would get no gradient. Checked at every recompute.
+  does not register): it would get no gradient. Checked at every recompute;
+- a device type without generator state (``torch.<device>.get_rng_state``): random numbers drawn
+  there could not be replayed.
 
 Why the rebuilt states' own batch statistics, not the forward's replayed: measured by
 ``benchmarks/batchnorm_statistics.py`` (untied Euler, pre-activation blocks, float64, relative
