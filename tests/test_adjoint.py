@@ -387,3 +387,10 @@ def test_parameters_sharing_one_gradient_tensor_are_summed_separately(scheme):
     _, _, reference, _ = gradients(stack, vectors(), "backprop")
     _, _, adjoint, _ = gradients(stack, vectors(), "adjoint")
     assert all(torch.allclose(g, r) for g, r in zip(adjoint, reference))
+
+
+def test_a_device_without_generator_state_is_refused():
+    """Random numbers drawn there could not be replayed (nor detected): refused by name."""
+    stack = ResidualStack([nn.Linear(6, 6, device="meta")], gradient="adjoint")
+    with pytest.raises(RuntimeError, match="device type 'meta' has none .* gradient='checkpoint' or 'backprop'"):
+        stack(torch.randn(2, 6, device="meta", requires_grad=True))

@@ -38,6 +38,11 @@ Guarantees:
   computed (``anchor_every=1`` stays exact) and consumes no random numbers. Evaluations that
   draw nothing record nothing.
 
+torch.compile: a compiled model breaks its graph at an adjoint stack and runs the stack eagerly
+(this Function's forward and backward are Python loops over the blocks). Compile the residual
+functions themselves instead (``block.compile()`` for each block, before or after building the
+stack): their forward, rebuild and recompute evaluations then all run compiled.
+
 Refused, with an error that names the fix (``gradient="backprop"`` or ``"checkpoint"``):
 - a second derivative (``create_graph=True``, e.g. a gradient penalty): the rebuild is not
   differentiable, and with a loss linear in x_N the penalty would otherwise vanish silently;
@@ -45,7 +50,9 @@ Refused, with an error that names the fix (``gradient="backprop"`` or ``"checkpo
   every parameter is saved for backward, so autograd's version check raises as for backprop;
 - a step whose graph reaches a tensor that requires grad but is neither the stack's input nor
   a parameter of its blocks (a parameter passed in from outside, or held by a module the block
-  does not register): it would get no gradient. Checked at every recompute.
+  does not register): it would get no gradient. Checked at every recompute;
+- a device type without generator state (``torch.<device>.get_rng_state``): random numbers drawn
+  there could not be replayed.
 
 Why the rebuilt states' own batch statistics, not the forward's replayed: measured by
 ``benchmarks/batchnorm_statistics.py`` (untied Euler, pre-activation blocks, float64, relative
@@ -222,6 +229,7 @@ def unique_parameters(blocks: Sequence[nn.Module]) -> list[Tensor]:
     return list(dict.fromkeys(p for b in blocks for p in b.parameters()))
 
 
+@torch.compiler.disable  # the rebuild is Python control flow on autograd: it runs eagerly
 def adjoint_integrate(
     x: Tensor,
     blocks: Sequence[nn.Module],

@@ -21,7 +21,8 @@ def preserved_buffers(buffers: list[torch.Tensor]) -> Iterator[None]:
 
     Re-evaluating a train-mode BatchNorm still normalises with the statistics of the batch it
     sees, as the forward pass did, but would also move the running statistics a second and third
-    time (peers.md §3.1). Modules keep their train/eval mode: nothing here calls ``.eval()``.
+    time (docs/method.md, section 3). Modules keep their train/eval mode: nothing here calls
+    ``.eval()``.
     """
     saved = [b.clone() for b in buffers]
     try:

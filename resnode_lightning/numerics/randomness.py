@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -28,7 +29,7 @@ class GeneratorStates:
 
     @staticmethod
     def now(device: torch.device) -> GeneratorStates:
-        on_device = None if device.type == "cpu" else torch.get_device_module(device.type).get_rng_state(device)
+        on_device = None if device.type == "cpu" else device_generators(device.type).get_rng_state(device)
         return GeneratorStates(torch.get_rng_state(), on_device)
 
     def __eq__(self, other: object) -> bool:
@@ -40,6 +41,22 @@ class GeneratorStates:
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable tensors inside
+
+
+def device_generators(device_type: str) -> Any:
+    """The module (``torch.cuda``, ``torch.mps``, ...) that holds the device's generator state,
+    or an error: without it, random numbers drawn on the device could not be replayed."""
+    try:
+        module = torch.get_device_module(device_type)
+    except RuntimeError:
+        module = None
+    if not hasattr(module, "get_rng_state"):
+        raise RuntimeError(
+            f"gradient='adjoint' replays in backward the random numbers its blocks draw, which needs the "
+            f"generator state of the device, but device type {device_type!r} has none "
+            f"(torch.{device_type}.get_rng_state). Use gradient='checkpoint' or 'backprop' on this device."
+        )
+    return module
 
 
 class RandomReplay:
@@ -82,5 +99,5 @@ class RandomReplay:
         with torch.random.fork_rng(devices=devices, device_type=self.device.type):
             torch.set_rng_state(states.cpu)
             if states.device is not None:
-                torch.get_device_module(self.device.type).set_rng_state(states.device, self.device)
+                device_generators(self.device.type).set_rng_state(states.device, self.device)
             yield

@@ -24,7 +24,7 @@ class Euler:
     """Explicit Euler: order 1, one evaluation of f per step (a ResNet).
 
     step:     x_{n+1} = x_n + h f_n(x_n)
-    reversal: x̃_n = x̃_{n+1} − h f_n(x̃_{n+1})          (METHOD.md, paper eq. 6)
+    reversal: x̃_n = x̃_{n+1} − h f_n(x̃_{n+1})          (docs/method.md, paper eq. 6)
 
     The reversal is exact only where f_n is constant along the step; its local error is
     O(h² Lip(f)), which adds up to the O(1/N) gradient error of the adjoint (Prop. 3-4).

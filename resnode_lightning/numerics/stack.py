@@ -7,6 +7,7 @@ import copy
 import math
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from typing import Literal
 
 import torch
@@ -54,6 +55,8 @@ class ResidualStack(nn.Module):
             and makes one segment (checkpoint); k > N warns.
 
     ``gradient`` and ``anchor_every`` are plain attributes: they may be changed between steps.
+    Under ``torch.compile`` backprop and checkpoint compile with the rest of the model; the
+    adjoint runs eagerly (a graph break), with its blocks compiled if they were compiled.
     Running buffers (BatchNorm) are updated once per forward in every mode.
     """
 
@@ -180,18 +183,14 @@ class ResidualStack(nn.Module):
 
     def _checkpointed(self, x: Tensor, scheme) -> Tensor:
         segment = self.anchor_every or math.ceil(math.sqrt(self.depth))
-        buffers = unique_buffers(self.blocks)
-
-        def contexts():
-            # The recompute must not move BatchNorm's running statistics a second time.
-            return contextlib.nullcontext(), preserved_buffers(buffers)
-
+        # Eager, the recompute must not move BatchNorm's running statistics a second time. Under
+        # torch.compile the checkpoint is traced once and its buffer updates are applied once by
+        # the compiled graph, which takes no context_fn but selective-checkpointing policies.
+        eager = not torch.compiler.is_compiling()
+        contexts = {"context_fn": partial(_recompute_preserving_buffers, unique_buffers(self.blocks))} if eager else {}
         for start in range(0, self.depth, segment):
             stop = min(start + segment, self.depth)
-            x = checkpoint(
-                integrate, x, self.blocks, scheme, self.h, start, stop,
-                use_reentrant=False, context_fn=contexts,
-            )
+            x = checkpoint(integrate, x, self.blocks, scheme, self.h, start, stop, use_reentrant=False, **contexts)
         return x
 
     # -- loading weights ------------------------------------------------------------------
@@ -276,6 +275,11 @@ class ResidualStack(nn.Module):
         self.blocks = nn.ModuleList(new)
         self._warn_if_anchors_exceed_depth()
         return self
+
+
+def _recompute_preserving_buffers(buffers: list[Tensor]):
+    """checkpoint's contexts: the forward as it is, the recompute with buffers restored after it."""
+    return contextlib.nullcontext(), preserved_buffers(buffers)
 
 
 @torch.no_grad()
