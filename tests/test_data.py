@@ -29,6 +29,7 @@ def numbered(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def delivered(batches) -> list[int]:
+    """The labels of all samples in ``batches``, in order."""
     return [int(i) for _, labels in batches for i in labels]
 
 

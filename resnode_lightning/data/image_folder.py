@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,22 +118,25 @@ def _store(decoded: DecodedFolder, key: str, folder: Path) -> None:
     beside_data, in_user_cache = cache_files(folder)
     try:
         _save_atomically(content, beside_data)
+        written = beside_data
     except OSError as error:
         rank_zero_warn(
             f"Cannot write the decoded images next to the data ({beside_data}: {error}); "
             f"caching them in {in_user_cache} instead."
         )
         _save_atomically(content, in_user_cache)
-        beside_data = in_user_cache
-    rank_zero_info(f"Decoded {len(decoded.split.labels)} images of {folder} into {beside_data}.")
+        written = in_user_cache
+    rank_zero_info(f"Decoded {len(decoded.split.labels)} images of {folder} into {written}.")
 
 
 def _save_atomically(content: dict, path: Path) -> None:
     """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)  # a unique name even for processes of several machines sharing the folder
     try:
+        os.chmod(temporary, 0o644)  # readable by everyone who reads the data (mkstemp makes it private)
         torch.save(content, temporary)
         os.replace(temporary, path)
     finally:
-        temporary.unlink(missing_ok=True)
+        Path(temporary).unlink(missing_ok=True)
