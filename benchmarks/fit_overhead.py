@@ -166,8 +166,17 @@ def main() -> None:
     print(f"resnode / paper = {against_paper:.3f}  (target < 1: {'met' if against_paper < 1 else 'MISSED'})")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "fit_overhead.json").write_text(
-        json.dumps({"steps": args.steps, "batch": BATCH, "times": times, "median": median,
-                    "resnode_over_bare": overhead, "resnode_over_paper": against_paper}, indent=2)  # fmt: skip
+        json.dumps(
+            {
+                "steps": args.steps,
+                "batch": BATCH,
+                "times": times,
+                "median": median,
+                "resnode_over_bare": overhead,
+                "resnode_over_paper": against_paper,
+            },
+            indent=2,
+        )  # fmt: skip
     )
 
 

@@ -8,6 +8,8 @@ folder ``runs/<config name>/version_<k>/``: the resolved config, the checkpoints
 
 from __future__ import annotations
 
+import copy
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from . import __version__
 from .training import ImageClassifier
 from .training.config_files import describe_shipped_configs, resolve_config
+from .training.run_folder import new_run_folder
+from .training.tracking import SaveConfigEverywhere, finish_wandb_runs, offline_by_default
 
 DESCRIPTION = (
     "Train ResNets as discretised Neural ODEs (Euler/Heun) with a memory-free adjoint. "
@@ -26,6 +30,7 @@ DESCRIPTION = (
 )
 RUNS = "runs"
 DEFAULT_LOGGER = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS}}
+NO_NAME = (None, "", "lightning_logs")  # a logger's name left to its default
 CHECKPOINT_DEFAULTS = {"monitor": "val/acc1", "mode": "max", "filename": "best", "save_last": True}
 
 
@@ -57,19 +62,38 @@ class ResNodeCLI(LightningCLI):
         parser.set_defaults({f"checkpoint.{key}": value for key, value in CHECKPOINT_DEFAULTS.items()})
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        self.arguments = sys.argv[1:] if args is None else args
+        super().parse_arguments(parser, args)
+
     def before_instantiate_classes(self) -> None:
-        """Name the run after its first config file: its folder is ``runs/<name>/version_<k>``."""
+        """Give the run its folder, ``runs/<name>/version_<k>``, and point the trainer, the checkpoints
+        and every logger there. The name is the first config file's (or a logger's, when a saved
+        config is run again). The config saved with the run keeps the names but not the folder, so
+        that running it again makes a new folder."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        name = Path(config.config[0]).stem if config.get("config") else "resnode"
-        loggers = config.trainer.logger
-        if loggers in (None, False):
-            if config.trainer.default_root_dir is None:
-                config.trainer.default_root_dir = str(Path(RUNS) / name)
-            return
-        for logger in loggers if isinstance(loggers, list) else [loggers]:
-            init_args = getattr(logger, "init_args", None)
-            if init_args is not None and init_args.get("name") in (None, "lightning_logs"):
-                init_args.name = name
+        loggers = [logger for logger in always_list(config.trainer.logger) if hasattr(logger, "init_args")]
+        named = [logger.init_args.name for logger in loggers if logger.init_args.get("name") not in NO_NAME]
+        name = named[0] if named else Path(config.config[0]).stem if config.get("config") else "resnode"
+        for logger in loggers:
+            if logger.init_args.get("name") in NO_NAME:
+                wandb = logger.class_path.endswith("WandbLogger")
+                logger.init_args.name = run_title(name, self.arguments) if wandb else name
+        self.save_config_kwargs["saved"] = copy.deepcopy(config)
+
+        root = Path(config.trainer.default_root_dir or RUNS)
+        folder = new_run_folder(root, name)
+        config.trainer.default_root_dir = str(folder)
+        if config.checkpoint.dirpath is None:
+            config.checkpoint.dirpath = str(folder / "checkpoints")
+        for logger in loggers:
+            init_args = logger.init_args
+            if logger.class_path.endswith("WandbLogger"):
+                init_args.save_dir = str(folder)
+                if not init_args.offline and (offline := offline_by_default()) is not None:
+                    init_args.offline = offline
+            elif {"save_dir", "version"} <= set(init_args.keys()):  # CSV, TensorBoard
+                init_args.save_dir, init_args.version = str(root), folder.name
 
     def after_fit(self) -> None:
         """Say where the run's checkpoints, config and logs are (rank 0; every rank takes part in
@@ -79,12 +103,41 @@ class ResNodeCLI(LightningCLI):
         checkpoint = trainer.checkpoint_callback
         if not trainer.is_global_zero or checkpoint is None:
             return
-        best = checkpoint.best_model_path
+        best, last = shown(checkpoint.best_model_path), shown(checkpoint.last_model_path)
+        finish_wandb_runs(trainer, {"best_checkpoint": best, "last_checkpoint": last})
         score = f" ({checkpoint.monitor} {checkpoint.best_model_score:.4f})" if best else ""
         print(
-            f"\nDone. Checkpoints: {best or '(no best: nothing validated)'}{score}, {checkpoint.last_model_path}; "
+            f"\nDone. Checkpoints: {best or '(no best: nothing validated)'}{score}, {last}; "
             f"config: {run_folder / 'config.yaml'}; logs: {run_folder}"
         )
+
+
+def always_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def shown(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it (as the user typed it)."""
+    if not path:
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def run_title(name: str, arguments: list[str]) -> str:
+    """The run's name for trackers: the config's name and the flags that override it
+    (``cifar_adjoint model.network.depth=32``)."""
+    overrides, waiting = [], None
+    for argument in map(str, arguments):
+        if argument.startswith("--"):
+            key, _, value = argument[2:].partition("=")
+            waiting = None if value or key in ("config", "print_config") else key
+            if value and key != "config":
+                overrides.append(f"{key}={value}")
+        elif waiting is not None:
+            overrides.append(f"{waiting}={argument}")
+            waiting = None
+    return " ".join([name, *overrides])
 
 
 def main(args: ArgsType = None) -> ResNodeCLI | None:
@@ -98,6 +151,7 @@ def main(args: ArgsType = None) -> ResNodeCLI | None:
         ImageClassifier,
         LightningDataModule,
         subclass_mode_data=True,
+        save_config_callback=SaveConfigEverywhere,
         trainer_defaults={"logger": DEFAULT_LOGGER},
         seed_everything_default=0,
         auto_configure_optimizers=False,

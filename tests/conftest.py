@@ -12,6 +12,12 @@ CIFAR_JPG_TAR = Path(__file__).resolve().parents[1].parent / "shared/data/cifar1
 IMAGES_PER_CLASS = {"train": 20, "test": 10}
 
 
+@pytest.fixture(autouse=True)
+def wandb_disabled(monkeypatch):
+    """W&B loggers of the shipped configs do nothing in tests (test_tracking.py runs them offline)."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
 @pytest.fixture(scope="session")
 def cifar_jpg_root(tmp_path_factory) -> Path:
     """A folder whose ``train/<class>/`` and ``test/<class>/`` hold the first 20 and 10 CIFAR-10 JPEGs of each class.

@@ -104,6 +104,14 @@ def test_fit_writes_each_run_into_its_own_folder_and_nothing_elsewhere(capsys, i
     assert {"train/loss", "train/acc", "train/lr", "val/acc1", "val/acc5"} <= set(metrics)
 
 
+def test_without_a_logger_each_run_still_gets_its_own_folder(in_empty_folder):
+    for _ in range(2):
+        run("fit", "--config", "quickstart.yaml", *DEBUG, "--trainer.logger", "false")
+    for version in ("version_0", "version_1"):
+        folder = in_empty_folder / "runs" / "quickstart" / version
+        assert {p.name for p in folder.iterdir()} == {"config.yaml", "checkpoints"}
+
+
 def test_the_saved_config_reruns_the_same_run_and_checkpoints_validate_and_test(capsys, in_empty_folder):
     run("fit", "--config", "quickstart.yaml", *DEBUG)
     first = in_empty_folder / "runs" / "quickstart" / "version_0"
@@ -129,9 +137,9 @@ def test_the_quickstart_workflow_pretrains_tied_then_fine_tunes_untied_and_deepe
     run("fit", "--config", "quickstart_finetune.yaml", *DEBUG)
     out = capsys.readouterr().out
     assert "runs/quickstart_finetune/version_0/checkpoints/best.ckpt" in out
-    tuned = torch.load(
-        in_empty_folder / "runs/quickstart_finetune/version_0/checkpoints/last.ckpt", weights_only=True
-    )["state_dict"]
+    tuned = torch.load(in_empty_folder / "runs/quickstart_finetune/version_0/checkpoints/last.ckpt", weights_only=True)[
+        "state_dict"
+    ]
     pretrained = torch.load(in_empty_folder / "runs/quickstart/version_0/checkpoints/best.ckpt", weights_only=True)[
         "state_dict"
     ]
@@ -158,8 +166,11 @@ def test_the_cifar_family_trains_on_real_cifar_images(cifar_jpg_root, in_empty_f
         "fit", "--config", "cifar_adjoint.yaml", *DEBUG, "--data.init_args.root", str(cifar_jpg_root),
         "--data.init_args.batch_size", "32", "--model.network.init_args.depth", "4",
     )  # fmt: skip
-    metrics = finished_run(in_empty_folder / "runs" / "cifar_adjoint" / "version_0")
+    folder = in_empty_folder / "runs" / "cifar_adjoint" / "version_0"
+    metrics = finished_run(folder)
     assert 0 <= float(metrics["val/acc1"]) <= 1 and float(metrics["val/acc5"]) >= float(metrics["val/acc1"])
+    header = (folder / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"system/step_seconds", "system/peak_memory_mib"} <= set(header)
 
 
 def test_the_cifar_table_2_workflow_runs_as_two_configs(cifar_jpg_root, in_empty_folder):

@@ -32,7 +32,10 @@ class CifarSizedNoise(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(0)
-        images, labels = torch.randn(64, 3, 32, 32, generator=generator), torch.randint(0, 4, (64,), generator=generator)
+        images, labels = (
+            torch.randn(64, 3, 32, 32, generator=generator),
+            torch.randint(0, 4, (64,), generator=generator),
+        )
         return DataLoader(TensorDataset(images, labels), batch_size=64)
 
 

@@ -5,6 +5,7 @@ public API only.
 """
 
 from .classifier import ImageClassifier
+from .monitoring import StepCost
 from .optimization import apply_lr_scales, parameter_groups, warmup
 
-__all__ = ["ImageClassifier", "apply_lr_scales", "parameter_groups", "warmup"]
+__all__ = ["ImageClassifier", "StepCost", "apply_lr_scales", "parameter_groups", "warmup"]

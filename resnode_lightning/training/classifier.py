@@ -76,7 +76,7 @@ class ImageClassifier(LightningModule):
         super().__init__()
         with warnings.catch_warnings():  # from a config they are plain values; from Python, objects:
             warnings.filterwarnings("ignore", "Attribute 'network' is an instance of `nn.Module`")
-            self.save_hyperparameters()
+            self.save_hyperparameters(logger=False)  # loggers get the whole config instead
         if isinstance(self.hparams["network"], nn.Module):
             # keep the checkpoint's hyper-parameters plain values (loadable with weights_only)
             self.remove_ignored_hparams(["network", "optimizer", "lr_scheduler"])
@@ -166,9 +166,7 @@ class ImageClassifier(LightningModule):
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[dict[str, Any]]]:
         """The optimizer over the trainable parameters, in groups by rule, and its schedules."""
-        groups = parameter_groups(
-            self.network, self.no_weight_decay_on_norms_and_biases, self.scale_stack_lr_by_depth
-        )
+        groups = parameter_groups(self.network, self.no_weight_decay_on_norms_and_biases, self.scale_stack_lr_by_depth)
         if not groups:
             raise ValueError(
                 "the network has no trainable parameter: trainable_stages froze everything. "

@@ -30,9 +30,7 @@ def parameter_groups(
     Frozen parameters (``requires_grad=False``) are left out. With both rules off there is one
     group holding every trainable parameter.
     """
-    stack_depth = {
-        id(parameter): stack.depth for _, stack in named_stacks(network) for parameter in stack.parameters()
-    }
+    stack_depth = {id(parameter): stack.depth for _, stack in named_stacks(network) for parameter in stack.parameters()}
     groups: dict[tuple[bool, int], list[nn.Parameter]] = {}
     for parameter in dict.fromkeys(network.parameters()):  # unique, in order: tied weights once
         if not parameter.requires_grad:
@@ -66,4 +64,3 @@ def warmup(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_sched
     return torch.optim.lr_scheduler.LinearLR(
         optimizer, start_factor=1 / steps, end_factor=1.0, total_iters=max(steps - 1, 1)
     )
-

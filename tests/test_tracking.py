@@ -1,0 +1,87 @@
+"""W&B: offline by itself without an account, the whole config nested, one run per job; run names."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from resnode_lightning.cli import run_title
+
+BLOCK, HEADER, RECORD_HEADER = 32768, 7, 7  # wandb's transaction log: ":W&B" + magic + version, then
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4  # leveldb-style records (crc32, length, type) in 32 KiB blocks
+
+
+def wandb_records(path) -> list:
+    """The protobuf Records an offline run wrote into its ``run-<id>.wandb`` file, in order."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, position, pieces, records = path.read_bytes(), HEADER, b"", []
+    assert data[:4] == b":W&B"
+    while position + RECORD_HEADER <= len(data):
+        if BLOCK - position % BLOCK < RECORD_HEADER:  # a block's tail too short for a record: padding
+            position += BLOCK - position % BLOCK
+            continue
+        length, kind = int.from_bytes(data[position + 4 : position + 6], "little"), data[position + 6]
+        payload = data[position + RECORD_HEADER : position + RECORD_HEADER + length]
+        position += RECORD_HEADER + length
+        pieces = payload if kind in (FULL, FIRST) else pieces + payload
+        if kind in (FULL, LAST):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pieces)
+            records.append(record)
+    return records
+
+
+def logged(records) -> tuple[dict, set, dict]:
+    """The run's config (key → value), the metric names of its history and its final summary."""
+    config, history, summary = {}, set(), {}
+    for record in records:
+        kind = record.WhichOneof("record_type")
+        if kind == "config":
+            config.update({item.key: json.loads(item.value_json) for item in record.config.update})
+        elif kind == "history":
+            history.update(item.key or "/".join(item.nested_key) for item in record.history.item)
+        elif kind == "summary":
+            summary.update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                            for item in record.summary.update})  # fmt: skip
+    return config, history, summary
+
+
+def test_a_run_is_named_after_its_config_and_the_flags_that_override_it():
+    arguments = ["fit", "--config", "cifar_adjoint.yaml", "--model.network.depth", "32",
+                 "--model.optimizer.lr=0.05", "--print_config"]  # fmt: skip
+    assert run_title("cifar_adjoint", arguments) == "cifar_adjoint model.network.depth=32 model.optimizer.lr=0.05"
+
+
+@pytest.mark.slow
+def test_without_an_account_a_run_goes_offline_and_its_wandb_folder_holds_the_config_and_metrics(
+    tmp_path, cifar_jpg_root
+):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    environment["HOME"] = str(tmp_path)  # no ~/.netrc: no W&B account on this machine
+    done = subprocess.run(
+        [sys.executable, "-m", "resnode_lightning", "fit", "--config", "cifar_adjoint.yaml",
+         "--config", "presets/debug.yaml", "--trainer.enable_progress_bar", "false",
+         "--data.root", str(cifar_jpg_root), "--data.batch_size", "32", "--model.network.depth", "4"],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (wandb_run,) = (tmp_path / "runs" / "cifar_adjoint" / "version_0" / "wandb").glob("offline-run-*")
+    printed = done.stdout + done.stderr
+    assert printed.count("wandb sync") == 1 and f"wandb sync {wandb_run.relative_to(tmp_path)}" in printed
+    (log,) = wandb_run.glob("run-*.wandb")
+    config, history, summary = logged(wandb_records(log))
+    network = config["model"]["network"]  # nested as in the YAML file, not flattened
+    assert network["class_path"] == "resnode_lightning.models.SimpleResNet" and network["init_args"]["depth"] == 4
+    assert config["data"]["init_args"]["root"] == str(cifar_jpg_root)
+    assert {
+        "train/loss",
+        "train/acc",
+        "val/acc1",
+        "val/acc5",
+        "system/step_seconds",
+        "system/peak_memory_mib",
+    } <= history
+    assert summary["best_checkpoint"] == "runs/cifar_adjoint/version_0/checkpoints/best.ckpt"
