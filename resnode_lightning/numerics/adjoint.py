@@ -22,7 +22,8 @@ Guarantees:
   stored states with anchors). Parameter gradients are accumulated into one buffer each.
 - Compute: per step one rebuild evaluation (Euler; two for Heun) plus the recompute and its VJP.
   The rebuild reuses the recompute of the step above whenever it evaluates the same function at
-  the same point: f_{n+1}(x̃_{n+1}) for Heun, and f(x̃_{n+1}) when f_n is f_{n+1} (tied Euler).
+  the same point: f_{n+1}(x̃_{n+1}) for Heun, and f(x̃_{n+1}) when f_n is f_{n+1} (tied Euler),
+  unless either evaluation drew random numbers.
 - Every unique parameter is an input of the autograd Function and receives its gradient as an
   output (no nested ``.backward()``): DDP's reducer sees them like any other gradient. Tied
   weights get the sum over all steps. Frozen parameters get no gradient and no VJP work; the
@@ -50,7 +51,8 @@ Refused, with an error that names the fix (``gradient="backprop"`` or ``"checkpo
   every parameter is saved for backward, so autograd's version check raises as for backprop;
 - a step whose graph reaches a tensor that requires grad but is neither the stack's input nor
   a parameter of its blocks (a parameter passed in from outside, or held by a module the block
-  does not register): it would get no gradient. Checked at every recompute;
+  does not register): it would get no gradient. Checked at every recompute (so not in frozen
+  steps below the lowest trainable one, which backward skips when the input needs no gradient);
 - a device type without generator state (``torch.<device>.get_rng_state``): random numbers drawn
   there could not be replayed.
 
