@@ -147,6 +147,11 @@ def main(args: ArgsType = None) -> ResNodeCLI | None:
     if argv[:1] == ["configs"]:
         print(describe_shipped_configs())
         return None
+    if argv[:1] == ["sweep"]:
+        from .training.sweeps import sweep_command
+
+        sweep_command(argv[1:])
+        return None
     return ResNodeCLI(
         ImageClassifier,
         LightningDataModule,
