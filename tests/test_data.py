@@ -189,6 +189,13 @@ def test_augmentation_applies_only_while_the_trainer_trains():
     assert not torch.equal(data.on_after_batch_transfer(batch, 0)[0], plain)
 
 
+@pytest.mark.slow  # the spawned process imports Lightning: about 4 s
+def test_a_data_module_can_be_sent_to_the_processes_ddp_spawn_starts(capfd):
+    # the child unpickles the module and prints it; spawn raises if the child fails
+    torch.multiprocessing.spawn(print, args=(DigitsDataModule(augment=True),), nprocs=1)
+    assert capfd.readouterr().out.startswith("0 ")
+
+
 class BatchRecorder(pl.LightningModule):
     """A linear classifier that records the labels and images of every training batch."""
 
