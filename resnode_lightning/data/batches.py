@@ -94,9 +94,9 @@ class TensorBatches:
         return order[self.rank : stop : self.world_size]
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        if self._resuming:  # continue the restored epoch, or begin the next one if it was complete
-            finished = self._delivered >= len(self)
-            self._epoch, self._delivered = (self._epoch + 1, 0) if finished else (self._epoch, self._delivered)
+        if self._resuming:  # continue the restored epoch where it stopped, or begin the next if it was complete
+            if self._delivered >= len(self):
+                self._epoch, self._delivered = self._epoch + 1, 0
         else:
             epoch = self.epoch_source() if self.epoch_source is not None else None
             if epoch is None:
