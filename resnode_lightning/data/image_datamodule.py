@@ -55,6 +55,10 @@ class ImageDataModule(LightningDataModule):
         self.generator: torch.Generator | None = None
         self.classes: list[str] = []
 
+    def check_data(self) -> None:
+        """A quick check that the data is where the config says, raising the error that names the
+        path and the fix; the CLI calls it before ``fit`` does any work. Nothing to check here."""
+
     @property
     def rank(self) -> int:
         """This process's global rank: 0 without a trainer."""

@@ -4,6 +4,7 @@ its weight workflow (``init_from`` and ``trainable_stages``) as configuration.""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -90,6 +91,7 @@ class ImageClassifier(LightningModule):
         self.no_weight_decay_on_norms_and_biases = no_weight_decay_on_norms_and_biases
         self.scale_stack_lr_by_depth = scale_stack_lr_by_depth
         self.init_from = init_from
+        self.initialised_from: Path | None = None
         if trainable_stages is not None:
             train_only(network, trainable_stages)
         self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, top_k=1)}, prefix="train/")
@@ -104,14 +106,22 @@ class ImageClassifier(LightningModule):
         return self.network(images)
 
     def on_fit_start(self) -> None:
-        """Load ``init_from`` into the network when ``fit`` starts a new run (not when it resumes).
+        """Load ``init_from`` when ``fit`` starts a new run (not when it resumes with ``--ckpt_path``).
 
         It runs after the optimizer is built: the weights are copied into the same parameters.
         """
-        if self.init_from is not None and self.trainer.ckpt_path is None:
-            path = resolve_checkpoint(self.init_from)
-            load_weights(self.network, path)
-            rank_zero_info(f"Network initialised from {path}")
+        if self.trainer.ckpt_path is None:
+            self.initialise_from_checkpoint()
+
+    def initialise_from_checkpoint(self) -> None:
+        """Load the ``init_from`` weights into the network, once (the CLI calls it before ``fit``
+        to report a missing or mismatching checkpoint before any data work)."""
+        if self.init_from is None or self.initialised_from is not None:
+            return
+        path = resolve_checkpoint(self.init_from)
+        load_weights(self.network, path)
+        self.initialised_from = path
+        rank_zero_info(f"Network initialised from {path}")
 
     def logits(self, images: Tensor) -> Tensor:
         """The network's logits, checked to have one column per class of the data."""
