@@ -65,6 +65,26 @@ def test_every_shipped_sweep_expands_to_distinct_command_lines_the_cli_accepts(c
             assert str(network[key]) == value  # the swept value reached the model
 
 
+def test_an_unknown_sweep_name_is_refused_with_the_shipped_sweeps(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["sweep", "sweeps/figure5.yaml"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "'sweeps/figure5.yaml': no such file, and no shipped sweep has that name" in err
+    assert all(name in err for name in SWEEPS)
+
+
+def test_count_and_extra_args_shape_the_dry_run(capsys):
+    commands = dry_run(capsys, "sweeps/figure4.yaml", "--count", "3", "--", "--data.root", "/data/cifar10")
+    assert [c[4:] for c in commands] == [
+        ["--data.root", "/data/cifar10", "--model.network.depth=2", "--model.network.scheme=euler",
+         "--model.network.gradient=backprop"],
+        ["--data.root", "/data/cifar10", "--model.network.depth=2", "--model.network.scheme=euler",
+         "--model.network.gradient=adjoint"],
+        ["--data.root", "/data/cifar10", "--model.network.depth=2", "--model.network.scheme=heun",
+         "--model.network.gradient=backprop"],
+    ]  # fmt: skip
+
+
 def test_a_grid_is_the_product_of_every_parameters_values_in_the_files_order():
     sweep = grid(depth={"values": [2, 4]}, width={"value": 16}, tied={"values": [True, False]})
     assert expand(sweep) == [

@@ -96,20 +96,22 @@ def run_sweep(name: str, commands: list[list[str]]) -> list[str]:
     environment = {**os.environ, "WANDB_RUN_GROUP": name}
     failed, skipped = [], 0
     for number, command in enumerate(commands, 1):
-        line, before = shlex.join(command), state.get(shlex.join(command), {})
+        line = shlex.join(command)
+        before = state.get(line, {})
         progress = f"[sweep {name}: run {number} of {len(commands)}]"
         if before.get("status") == "finished":
             print(f"{progress} finished before ({before.get('run_folder')}): {line}", flush=True)
             skipped += 1
             continue
-        note = {"failed": " (failed before)", "running": " (started before, did not finish)"}.get(
-            before.get("status"), ""
-        )
+        note = AGAIN.get(before.get("status"), "")
         print(f"{progress}{note} {line}", flush=True)
         folders = run_folders()
         state[line] = {"status": "running"}
         write_state(state_file, state)
-        exit_code = subprocess.call(executable(command), env=environment)
+        try:
+            exit_code = subprocess.call(executable(command), env=environment)
+        except KeyboardInterrupt:
+            raise SystemExit(f"\nSweep {name} stopped during run {number}; start it again to continue.") from None
         new_folders = sorted(map(str, run_folders() - folders))
         state[line] = {
             "status": "finished" if exit_code == 0 else "failed",
