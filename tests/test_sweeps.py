@@ -132,7 +132,8 @@ def test_macros_are_formatted_as_wandbs_agent_formats_them(monkeypatch):
     run = {"depth": [3, 3, 3, 3], "tied": False, "lr": 0.05, "step": "1/depth"}
     command = ["${env}", "${interpreter}", "${program}", "--root=${envvar:DATA}",
                "${args}", "${args_no_hyphens}", "${args_no_boolean_flags}"]  # fmt: skip
-    sweep = {"program": "train.py", "command": command}
+    sweep = {"program": "train.py", "method": "grid", "parameters": {"lr": {"value": 0.1}}, "command": command}
+    check_sweep(sweep)
     assert command_line(sweep, run) == [
         "/usr/bin/env", "python", "train.py", "--root=/data/cifar10",
         "--depth=[3, 3, 3, 3]", "--tied=False", "--lr=0.05", "--step=1/depth",

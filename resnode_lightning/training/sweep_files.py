@@ -15,11 +15,16 @@ import itertools
 import math
 import platform
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+from wandb.sdk.launch.sweeps.utils import (
+    SWEEP_COMMAND_ENV_VAR_REGEX,
+    create_sweep_command,
+    create_sweep_command_args,
+)
 
 TOP_LEVEL_KEYS = (
     "program", "method", "metric", "parameters", "command", "name", "description", "project", "entity",
@@ -86,7 +91,8 @@ def check_sweep(sweep: dict[str, Any], where: str = "the sweep file") -> None:
             f"{where}: `command` must be a list of words, e.g. [resnode, fit, --config, X.yaml, ${{args}}]."
         )
     for part in map(str, command):
-        if part.startswith("${") and part.endswith("}") and part[2:-1] not in MACROS:
+        macro = part.startswith("${") and part.endswith("}") and not SWEEP_COMMAND_ENV_VAR_REGEX.fullmatch(part)
+        if macro and part[2:-1] not in MACROS:
             raise SweepFileError(
                 f"{where}: the command's macro {part} is unknown here{suggestion(part[2:-1], MACROS)}; "
                 f"the macros are {', '.join('${' + m + '}' for m in MACROS)}."
@@ -199,7 +205,7 @@ def draw(spec: dict[str, Any], rng: random.Random) -> Any:
     return value
 
 
-def command_line(sweep: dict[str, Any], run: dict[str, Any], extra: list[str] = ()) -> list[str]:
+def command_line(sweep: dict[str, Any], run: dict[str, Any], extra: Sequence[str] = ()) -> list[str]:
     """The run's command line as W&B's agent builds it: ``${envvar:NAME}`` replaced, a word that is
     a macro replaced by its words (``${args}``: ``--name=value`` per parameter, W&B's formatting of
     the values), ``${interpreter}`` the word ``python``, ``${program}`` the file's program.
