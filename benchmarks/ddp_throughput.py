@@ -86,8 +86,9 @@ def main() -> None:
     print(f"DDP throughput / one process = {ratio:.2f} (the same 2 cores: this is DDP's overhead, not a speed-up)")
     for processes in (1, 2):
         a, b = median[f"{processes}x{shallow}"], median[f"{processes}x{deep}"]
+        growth = b["peak_memory_mib"] / a["peak_memory_mib"]
         print(f"  rank-0 peak memory, {processes} process(es): depth {shallow} {a['peak_memory_mib']:.0f} MiB, "
-              f"depth {deep} {b['peak_memory_mib']:.0f} MiB ({b['peak_memory_mib'] / a['peak_memory_mib']:.2f}x)")  # fmt: skip
+              f"depth {deep} {b['peak_memory_mib']:.0f} MiB ({growth:.2f}x)")  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ddp_throughput.json").write_text(json.dumps({"runs": results, "median": median}, indent=2))
 

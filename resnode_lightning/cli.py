@@ -23,7 +23,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from . import __version__
 from .training import ImageClassifier
 from .training.config_files import describe_shipped_configs, resolve_config
-from .training.run_folder import check_free_space, new_run_folder
+from .training.run_folder import RUNS, check_free_space, new_run_folder
 from .training.suggestions import with_suggestion
 from .training.tracking import SaveConfigEverywhere, finish_wandb_runs, offline_by_default
 
@@ -31,7 +31,6 @@ DESCRIPTION = (
     "Train ResNets as discretised Neural ODEs (Euler/Heun) with a memory-free adjoint. "
     "`resnode configs` lists the shipped configs; `resnode fit --config NAME.yaml` trains one."
 )
-RUNS = "runs"
 DEFAULT_LOGGER = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS}}
 NO_NAME = (None, "", "lightning_logs")  # a logger's name left to its default
 CHECKPOINT_DEFAULTS = {"monitor": "val/acc1", "mode": "max", "filename": "best", "save_last": True}

@@ -7,6 +7,8 @@ import re
 import shutil
 from pathlib import Path
 
+RUNS = "runs"
+"""Where runs go by default (below the working directory): ``runs/<name>/version_<k>``."""
 RUN_FOLDER_VARIABLE = "RESNODE_RUN_FOLDER"
 """Set by a run for the processes it launches (DDP ranks), so that all of them name the same folder."""
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID")

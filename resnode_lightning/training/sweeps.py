@@ -17,8 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..cli import RUNS
 from .config_files import resolve_config, shipped_configs
+from .run_folder import RUNS
 from .sweep_files import command_line, expand, read_sweep
 
 STATE_FOLDER = Path(RUNS) / "sweeps"
