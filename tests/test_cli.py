@@ -15,12 +15,7 @@ EXPERIMENTS = sorted(name for name in shipped_configs() if "/" not in name)
 DEBUG = ["--config", "presets/debug.yaml", "--trainer.enable_progress_bar", "false"]
 
 
-@pytest.fixture(autouse=True)
-def in_empty_folder(tmp_path, monkeypatch):
-    """Each test runs the command from an empty folder, as `resnode` with no other argument."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["resnode"])
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("in_empty_folder")
 
 
 def run(*args: str) -> None:

@@ -19,12 +19,7 @@ SWEEPS = {"sweeps/figure4.yaml": 24, "sweeps/figure3a.yaml": 10}
 DEBUG = ["--config", "presets/debug.yaml", "--trainer.enable_progress_bar", "false"]
 
 
-@pytest.fixture(autouse=True)
-def in_empty_folder(tmp_path, monkeypatch):
-    """Each test runs the command from an empty folder, as `resnode` with no other argument."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["resnode"])
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("in_empty_folder")
 
 
 def sweep_file(folder: Path, stem: str, /, **sweep) -> Path:
