@@ -55,7 +55,8 @@ class ImageClassifier(LightningModule):
             (the ``--adaptive`` option of the paper's code).
         init_from: weights to start from: a Lightning checkpoint or a ``torch.save``d state dict,
             or a run folder (``runs/<config>``: its latest run's best checkpoint). Loaded once,
-            when ``fit`` starts a new run; not when it resumes with ``--ckpt_path``.
+            when ``fit`` starts a new run, or ``validate``/``test`` run without ``--ckpt_path``
+            (the transferred network's accuracy); never over a ``--ckpt_path``.
         trainable_stages: train only these stages (numbered from 1 as in the paper, e.g. [3]);
             everything else is frozen, BatchNorm statistics included. None trains everything.
     """
@@ -111,6 +112,17 @@ class ImageClassifier(LightningModule):
         It runs after the optimizer is built: the weights are copied into the same parameters.
         """
         if self.trainer.ckpt_path is None:
+            self.initialise_from_checkpoint()
+
+    def on_validation_start(self) -> None:
+        """``resnode validate`` without ``--ckpt_path`` measures the ``init_from`` weights: the
+        accuracy of a transferred (untied, deepened) network before it is fine-tuned."""
+        if self.trainer.state.fn == "validate" and self.trainer.ckpt_path is None:
+            self.initialise_from_checkpoint()
+
+    def on_test_start(self) -> None:
+        """As :meth:`on_validation_start`, for ``resnode test``."""
+        if self.trainer.state.fn == "test" and self.trainer.ckpt_path is None:
             self.initialise_from_checkpoint()
 
     def initialise_from_checkpoint(self) -> None:
