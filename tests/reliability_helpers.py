@@ -1,0 +1,45 @@
+"""Test-only pieces for tests/test_reliability.py, importable by subprocesses that have this
+folder on PYTHONPATH (``--trainer.callbacks+=reliability_helpers.KillAfterStep``)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+
+import numpy
+import torch
+from lightning.pytorch import Callback
+from torch import nn
+
+from resnode_lightning.models import Freezable
+
+
+class KillAfterStep(Callback):
+    """Kills its own process with SIGKILL once optimizer step ``step`` is done, as the OOM killer or a
+    preempting scheduler would: no exception, no hook, no checkpoint of its own."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RandomisedNet(Freezable):
+    """8x8 images → logits through a network that, while training, draws from Python's, NumPy's
+    and torch's global generators at every step (a random gain and dropout), so that its weights
+    after training depend on every generator's state."""
+
+    def __init__(self, width: int = 16, num_classes: int = 10) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.Tanh(), nn.Dropout(0.2))
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.body(images)
+        if self.training:
+            features = features * (1 + 0.1 * random.random()) * (1 + 0.1 * float(numpy.random.rand()))
+        return self.head(features)
+
