@@ -24,6 +24,7 @@ from . import __version__
 from .training import ImageClassifier
 from .training.checkpoints import AtomicCheckpointIO, newest_last_checkpoint
 from .training.config_files import describe_shipped_configs, resolve_config
+from .training.numerical_faults import SkipNonFiniteSteps
 from .training.random_states import RandomStates
 from .training.run_folder import new_run_folder
 from .training.tracking import SaveConfigEverywhere, finish_wandb_runs, offline_by_default
@@ -67,6 +68,7 @@ class ResNodeCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({f"checkpoint.{key}": value for key, value in CHECKPOINT_DEFAULTS.items()})
+        parser.add_lightning_class_args(SkipNonFiniteSteps, "skip_non_finite")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:

@@ -43,3 +43,29 @@ class RandomisedNet(Freezable):
             features = features * (1 + 0.1 * random.random()) * (1 + 0.1 * float(numpy.random.rand()))
         return self.head(features)
 
+
+class PoisonedGradient(torch.autograd.Function):
+    """The identity, whose backward returns NaN: a fault born inside a backward pass."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
+        return gradient * float("nan")
+
+
+class PoisonBackwardOnRank(Callback):
+    """Makes a NaN be born in the backward of ``network.untied.blocks[1]`` (an adjoint stack of
+    ``ddp_helpers.TanhStackNet``) on one rank, at one step."""
+
+    def __init__(self, rank: int = 1, step: int = 1) -> None:
+        self.rank, self.step = rank, step
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        def poison(block, inputs, output):
+            armed = trainer.global_rank == self.rank and trainer.global_step == self.step
+            return PoisonedGradient.apply(output) if armed and torch.is_grad_enabled() else output
+
+        pl_module.network.untied.blocks[1].register_forward_hook(poison)

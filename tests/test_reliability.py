@@ -1,4 +1,5 @@
-"""Reliability: a run killed mid-epoch resumes exactly; checkpoints are never half-written."""
+"""Reliability: a run killed mid-epoch resumes exactly; checkpoints are never half-written;
+non-finite steps never reach the weights."""
 
 import errno
 import functools
@@ -11,9 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback
+from reliability_helpers import PoisonedGradient
+from training_helpers import RandomImages, trainer
 
 from resnode_lightning.cli import main
+from resnode_lightning.models import SimpleResNet
+from resnode_lightning.training import ImageClassifier
 from resnode_lightning.training.checkpoints import AtomicCheckpointIO, newest_last_checkpoint
+from resnode_lightning.training.numerical_faults import NonFiniteTrainingError, SkipNonFiniteSteps
 
 TESTS = Path(__file__).resolve().parent
 REPOSITORY = TESTS.parent
@@ -163,3 +170,141 @@ def test_a_save_never_copies_into_the_target_so_a_kill_cannot_truncate_it(previo
     assert previous_checkpoint.read_bytes() != before
     assert checkpoint(previous_checkpoint)["step"] == 2
     assert [p.name for p in previous_checkpoint.parent.iterdir()] == ["last.ckpt"]
+
+
+# -- numerical faults ----------------------------------------------------------------------------
+
+
+class FaultyClassifier(ImageClassifier):
+    """An adjoint SimpleResNet classifier with faults at chosen steps: a NaN added to the loss (its
+    gradients stay finite), or a NaN born in the backward of block 3 of the adjoint stack."""
+
+    def __init__(self, loss_faults=(), backward_faults=()) -> None:
+        torch.manual_seed(0)
+        network = SimpleResNet(depth=6, width=4, num_classes=4, gradient="adjoint")
+        sgd = functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9, weight_decay=0.01)
+        super().__init__(network, num_classes=4, optimizer=sgd)
+        self.loss_faults, self.backward_faults = set(loss_faults), set(backward_faults)
+        network.stack.blocks[3].register_forward_hook(self.poison)
+
+    def poison(self, block, inputs, output):
+        # the adjoint's backward recomputes the block with grad enabled: that is where the NaN is born
+        if self.training and torch.is_grad_enabled() and self.global_step in self.backward_faults:
+            return PoisonedGradient.apply(output)
+        return output
+
+    def loss(self, logits, labels):
+        loss = super().loss(logits, labels)
+        return loss + float("nan") if self.training and self.global_step in self.loss_faults else loss
+
+
+class Snapshots(Callback):
+    """The weights and the optimizer state before and after every training step."""
+
+    def __init__(self) -> None:
+        self.before, self.after = {}, {}
+
+    @staticmethod
+    def state(module) -> tuple:
+        optimizer = module.trainer.optimizers[0]
+        moments = {id(p): s["momentum_buffer"].clone() for p, s in optimizer.state.items() if "momentum_buffer" in s}
+        return {k: v.clone() for k, v in module.state_dict().items()}, moments
+
+    def on_train_batch_start(self, trainer, module, batch, batch_index):
+        self.before[batch_index] = self.state(module)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_index):
+        self.after[batch_index] = self.state(module)
+
+
+def fit_with_faults(tmp_path, model, stop_after: int = 5, **options) -> tuple[Snapshots, SkipNonFiniteSteps]:
+    snapshots, guard = Snapshots(), SkipNonFiniteSteps(stop_after)
+    run = trainer(tmp_path, limit_val_batches=0, callbacks=[snapshots, guard], **options)
+    run.fit(model, RandomImages())
+    return snapshots, guard
+
+
+@pytest.mark.parametrize(
+    ("faults", "where"),
+    [
+        ({"loss_faults": {2}}, "the loss was not finite and every gradient was finite"),
+        ({"backward_faults": {2}}, "in stack network.stack, parameter network.stack.blocks.3."),
+    ],
+    ids=["in-the-loss", "inside-the-adjoint-backward"],
+)
+def test_a_non_finite_step_is_skipped_and_logged_leaving_weights_and_optimizer_state_unchanged(
+    tmp_path, faults, where
+):
+    model = FaultyClassifier(**faults)
+    with pytest.warns(UserWarning, match=rf"Skipped step 2 \(epoch 0\): .*{where}") as warned:
+        snapshots, guard = fit_with_faults(tmp_path, model)
+    assert len([w for w in warned if "Skipped step" in str(w.message)]) == 1
+    assert_bitwise_equal(snapshots.after[2], snapshots.before[2])  # weights, BatchNorm buffers, momentum
+    for step in (1, 3):  # the steps around it trained
+        assert not torch.equal(snapshots.after[step][0]["network.head.fc.weight"],
+                               snapshots.before[step][0]["network.head.fc.weight"])  # fmt: skip
+    assert all(torch.isfinite(value).all() for value in model.state_dict().values())
+    assert guard.skipped == 1 and model.trainer.callback_metrics["train/skipped_steps"] == 1
+
+
+def test_training_stops_after_stop_after_bad_steps_in_a_row_naming_the_step_and_where_the_nan_was_born(tmp_path):
+    model = FaultyClassifier(backward_faults={1, 2, 3})
+    with pytest.warns(UserWarning, match="Skipped step"), pytest.raises(NonFiniteTrainingError) as stopped:
+        fit_with_faults(tmp_path, model, stop_after=3)
+    message = str(stopped.value)
+    assert message.startswith("Training stopped at step 3: 3 consecutive steps had a non-finite loss or gradient")
+    assert "the loss was finite; the non-finite gradients start in stack network.stack, parameter " in message
+    assert "parameter network.stack.blocks.3." in message and "skip_non_finite.stop_after to 0" in message
+    assert all(torch.isfinite(value).all() for value in model.state_dict().values())
+
+
+def test_stop_after_0_skips_every_bad_step_and_never_stops(tmp_path):
+    model = FaultyClassifier(loss_faults={0, 1, 2, 3})
+    with pytest.warns(UserWarning, match="Skipped step 3"):
+        snapshots, guard = fit_with_faults(tmp_path, model, stop_after=0)
+    assert guard.skipped == 4
+    assert_bitwise_equal(snapshots.after[3], snapshots.before[0])
+
+
+def test_with_a_loss_scaler_an_overflowing_step_is_skipped_and_counted_once(tmp_path):
+    from lightning.pytorch.plugins import MixedPrecision
+
+    model = FaultyClassifier()
+    model.network.stack.blocks[3].conv1.weight.register_hook(
+        lambda gradient: gradient * float("inf") if model.global_step == 1 else gradient
+    )
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+    with pytest.warns(UserWarning, match="Skipped step 1"):
+        snapshots, guard = fit_with_faults(tmp_path, model, plugins=[plugin])
+    assert guard.skipped == 1
+    assert plugin.scaler.get_scale() == 2.0**15  # the scaler skipped it too, and lowered its scale once
+    assert_bitwise_equal(snapshots.after[1], snapshots.before[1])
+
+
+def test_the_cli_skips_non_finite_steps_by_default_and_stop_after_is_an_option(in_empty_folder):
+    cli = main(["fit", "--config", "quickstart.yaml", *DEBUG, "--skip_non_finite.stop_after", "2"])
+    (guard,) = [c for c in cli.trainer.callbacks if isinstance(c, SkipNonFiniteSteps)]
+    assert guard.stop_after == 2 and guard.skipped == 0
+
+
+@pytest.mark.slow
+def test_under_ddp_a_nan_born_on_one_rank_is_skipped_by_every_rank(tmp_path):
+    """The gradients are averaged over ranks before the check: a NaN born in rank 1's backward is
+    a NaN on both ranks, which skip the step alike and stay identical."""
+    weights = tmp_path / "weights"
+    done = resnode(
+        tmp_path, "fit", "--config", "quickstart.yaml", "--config", "presets/ddp_cpu.yaml",
+        "--trainer.devices", "2", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+        "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0",
+        "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1", "--data.batch_size", "16",
+        "--model.network", "ddp_helpers.TanhStackNet",
+        "--trainer.callbacks+=reliability_helpers.PoisonBackwardOnRank",
+        "--trainer.callbacks+=ddp_helpers.SaveRankWeights", "--trainer.callbacks.folder", str(weights),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Skipped step 1 (epoch 0): the loss was finite; the non-finite gradients start in stack " in done.stderr
+    ranks = [torch.load(weights / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
+    assert_bitwise_equal(ranks[0], ranks[1])
+    assert all(torch.isfinite(value).all() for value in ranks[0].values())
+    metrics = (tmp_path / "runs" / "quickstart" / "version_0" / "metrics.csv").read_text()
+    assert "train/skipped_steps" in metrics.splitlines()[0]
