@@ -1,5 +1,5 @@
 """Reliability: a run killed mid-epoch resumes exactly; checkpoints are never half-written;
-non-finite steps never reach the weights."""
+non-finite steps never reach the weights; untrusted files run no code; runs repeat bitwise."""
 
 import errno
 import functools
@@ -308,3 +308,46 @@ def test_under_ddp_a_nan_born_on_one_rank_is_skipped_by_every_rank(tmp_path):
     assert all(torch.isfinite(value).all() for value in ranks[0].values())
     metrics = (tmp_path / "runs" / "quickstart" / "version_0" / "metrics.csv").read_text()
     assert "train/skipped_steps" in metrics.splitlines()[0]
+
+
+# -- untrusted files ---------------------------------------------------------------------------
+
+
+class CreatesAFile:
+    """Unpickling this object creates a file: code run by loading a checkpoint."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_init_from_refuses_a_checkpoint_that_would_run_code_naming_the_file(in_empty_folder):
+    marker = in_empty_folder / "pwned"
+    evil = in_empty_folder / "evil.ckpt"
+    state = SimpleResNet().state_dict()
+    torch.save({"state_dict": {f"network.{k}": v for k, v in state.items()}, "payload": CreatesAFile(marker)}, evil)
+    with pytest.raises(ValueError, match=r"'.*evil.ckpt' holds objects other than tensors .* could run any code"):
+        main(["fit", "--config", "quickstart.yaml", *DEBUG, "--model.init_from", str(evil)])
+    assert not marker.exists()
+    torch.load(evil, weights_only=False)  # what a full load would have done
+    assert marker.exists()
+
+
+# -- determinism ---------------------------------------------------------------------------------
+
+
+def test_the_same_config_and_seed_give_bitwise_equal_weights_and_equal_metrics_twice(in_empty_folder):
+    for _ in range(2):
+        main(["fit", "--config", "quickstart.yaml", *DEBUG, "--data.init_args.augment", "true"])
+    runs = [in_empty_folder / "runs" / "quickstart" / f"version_{k}" for k in (0, 1)]
+    first, second = (checkpoint(run / "checkpoints" / "last.ckpt") for run in runs)
+    for part in ("state_dict", "optimizer_states", "lr_schedulers"):
+        assert_bitwise_equal(first[part], second[part], part)
+    metrics = [(run / "metrics.csv").read_text().splitlines() for run in runs]
+    header = metrics[0][0].split(",")
+    timings = [i for i, name in enumerate(header) if name.startswith("system/")]
+    assert "train/loss" in header and "val/acc1" in header
+    rows = [[[v for i, v in enumerate(row.split(",")) if i not in timings] for row in m] for m in metrics]
+    assert rows[0] == rows[1]
