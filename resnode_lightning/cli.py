@@ -16,13 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from jsonargparse import ActionConfigFile
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_warn
 
 from . import __version__
 from .training import ImageClassifier
+from .training.checkpoints import AtomicCheckpointIO, newest_last_checkpoint
 from .training.config_files import describe_shipped_configs, resolve_config
+from .training.numerical_faults import SkipNonFiniteSteps
+from .training.random_states import RandomStates
 from .training.run_folder import RUNS, check_free_space, new_run_folder
 from .training.suggestions import with_suggestion
 from .training.tracking import SaveConfigEverywhere, finish_wandb_runs, offline_by_default
@@ -33,7 +38,10 @@ DESCRIPTION = (
 )
 DEFAULT_LOGGER = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS}}
 NO_NAME = (None, "", "lightning_logs")  # a logger's name left to its default
-CHECKPOINT_DEFAULTS = {"monitor": "val/acc1", "mode": "max", "filename": "best", "save_last": True}
+CHECKPOINT_DEFAULTS = {
+    "monitor": "val/acc1", "mode": "max", "filename": "best", "save_last": True,
+    "enable_version_counter": False,  # last.ckpt is shared with the step checkpoint: overwrite, never last-v1.ckpt
+}  # fmt: skip
 
 
 class ResNodeArgumentParser(LightningArgumentParser):
@@ -76,6 +84,7 @@ class ResNodeCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({f"checkpoint.{key}": value for key, value in CHECKPOINT_DEFAULTS.items()})
+        parser.add_lightning_class_args(SkipNonFiniteSteps, "skip_non_finite")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
@@ -102,10 +111,20 @@ class ResNodeCLI(LightningCLI):
         self.save_config_kwargs["saved"] = copy.deepcopy(config)
 
         root = Path(config.trainer.default_root_dir or RUNS)
+        if config.get("ckpt_path") == "last":
+            config.ckpt_path = resolve_last(root / name, self.subcommand)
         folder = new_run_folder(root, name)
         config.trainer.default_root_dir = str(folder)
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(folder / "checkpoints")
+        # One ModelCheckpoint cannot save best.ckpt after each validation and last.ckpt every n
+        # steps (its triggers are exclusive, and a step trigger would save "best" weights that
+        # were never validated): checkpoint.every_n_train_steps goes to a second one, for last.ckpt.
+        every_n_train_steps, config.checkpoint.every_n_train_steps = config.checkpoint.every_n_train_steps, None
+        self.trainer_defaults = {
+            **self.trainer_defaults,
+            "callbacks": [RandomStates(), *step_checkpoint(config.checkpoint.dirpath, every_n_train_steps)],
+        }
         for logger in loggers:
             init_args = logger.init_args
             if logger.class_path.endswith("WandbLogger"):
@@ -137,6 +156,14 @@ class ResNodeCLI(LightningCLI):
         if callable(check_data := getattr(self.datamodule, "check_data", None)):
             check_data()
 
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        """The trainer, writing its checkpoints atomically (:class:`AtomicCheckpointIO`) unless a
+        plugin chose another writer."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
     def after_fit(self) -> None:
         """Say where the run's checkpoints, config and logs are (rank 0; every rank takes part in
         finding the run folder, which is a collective call under DDP)."""
@@ -147,7 +174,8 @@ class ResNodeCLI(LightningCLI):
             return
         best, last = shown(checkpoint.best_model_path), shown(checkpoint.last_model_path)
         finish_wandb_runs(trainer, {"best_checkpoint": best, "last_checkpoint": last})
-        score = f" ({checkpoint.monitor} {checkpoint.best_model_score:.4f})" if best else ""
+        validated = best and checkpoint.best_model_score is not None  # not after resuming a finished run
+        score = f" ({checkpoint.monitor} {checkpoint.best_model_score:.4f})" if validated else ""
         print(
             f"\nDone. Checkpoints: {best or '(no best: nothing validated)'}{score}, {last}; "
             f"config: {run_folder / 'config.yaml'}; logs: {run_folder}"
@@ -169,6 +197,31 @@ def reported_as_input_errors(cli: ResNodeCLI) -> Iterator[None]:
             raise
         sys.stderr.write(f"error: {error}\n(RESNODE_DEBUG=1 shows where it was raised.)\n")
         raise SystemExit(2) from error
+
+
+def resolve_last(runs: Path, subcommand: str | None) -> str | None:
+    """What ``--ckpt_path last`` names: the newest ``last.ckpt`` of the earlier runs in ``runs``
+    (``runs/<config name>``). None for a ``fit`` with nothing to resume (it starts afresh, with a
+    warning, as Lightning does: one command serves every start of a requeued job)."""
+    found = newest_last_checkpoint(runs)
+    if found is not None:
+        return str(found)
+    message = f"--ckpt_path last: no earlier run in {str(runs)!r} has a checkpoints/last.ckpt"
+    if subcommand != "fit":
+        raise FileNotFoundError(f"{message}. Give the checkpoint's path, or train the config first.")
+    rank_zero_warn(f"{message}; training starts from scratch.")
+    return None
+
+
+def step_checkpoint(dirpath: str, every_n_train_steps: int | None) -> list[ModelCheckpoint]:
+    """A checkpoint callback that refreshes ``dirpath/last.ckpt`` every n optimizer steps (none for 0 or None)."""
+    if not every_n_train_steps:
+        return []
+    return [
+        ModelCheckpoint(
+            dirpath, save_top_k=0, save_last=True, every_n_train_steps=every_n_train_steps, enable_version_counter=False
+        )
+    ]
 
 
 def always_list(value) -> list:

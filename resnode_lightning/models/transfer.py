@@ -210,8 +210,8 @@ def load_file(path: str | os.PathLike) -> Any:
             raise unreadable(path, error) from error
         raise ValueError(
             f"{os.fspath(path)!r} holds objects other than tensors and plain containers, which are "
-            "not loaded (weights_only=True). Save the weights alone, torch.save(model.state_dict(), "
-            "path), and load that file."
+            "not loaded: unpickling them could run any code the file carries (weights_only=True). Save "
+            "the weights alone, torch.save(model.state_dict(), path), and load that file."
         ) from error
     except (RuntimeError, KeyError, EOFError, ValueError) as error:  # what torch.load raises on bad bytes
         raise unreadable(path, error) from error
