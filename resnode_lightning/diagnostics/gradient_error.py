@@ -26,9 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..numerics import ResidualStack
-from ..numerics.buffers import preserved_buffers, unique_buffers
-from ..numerics.randomness import GeneratorStates
+from ..numerics import GeneratorStates, ResidualStack, preserved_buffers, unique_buffers
 
 
 @dataclass(frozen=True)
