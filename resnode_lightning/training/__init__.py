@@ -5,7 +5,8 @@ public API only.
 """
 
 from .classifier import ImageClassifier
+from .gradient_monitor import GradientErrorMonitor
 from .monitoring import StepCost
 from .optimization import apply_lr_scales, parameter_groups, warmup
 
-__all__ = ["ImageClassifier", "StepCost", "apply_lr_scales", "parameter_groups", "warmup"]
+__all__ = ["GradientErrorMonitor", "ImageClassifier", "StepCost", "apply_lr_scales", "parameter_groups", "warmup"]
