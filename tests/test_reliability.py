@@ -113,13 +113,17 @@ def test_ckpt_path_last_is_the_newest_last_checkpoint_of_the_configs_earlier_run
     assert newest_last_checkpoint(runs) == runs / "version_1" / "checkpoints" / "last.ckpt"
 
 
-def test_ckpt_path_last_without_an_earlier_run_starts_afresh_in_fit_and_is_refused_elsewhere(in_empty_folder):
+def test_ckpt_path_last_without_an_earlier_run_starts_afresh_in_fit_and_is_refused_elsewhere(
+    in_empty_folder, capsys
+):
     with pytest.warns(UserWarning, match=r"--ckpt_path last: no earlier run in 'runs/quickstart'.*from scratch"):
         cli = main(["fit", "--config", "quickstart.yaml", *DEBUG, "--ckpt_path", "last"])
     assert cli.trainer.global_step == 4
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
-    with pytest.raises(FileNotFoundError, match=r"no earlier run in 'runs/quickstart_finetune'"):
+    with pytest.raises(SystemExit) as exit:  # a one-line error, before any work
         main(["validate", "--config", "quickstart_finetune.yaml", *DEBUG, "--ckpt_path", "last"])
+    assert exit.value.code == 2
+    assert "no earlier run in 'runs/quickstart_finetune'" in capsys.readouterr().err
 
 
 # -- checkpoints are never half-written ------------------------------------------------------------
