@@ -4,6 +4,7 @@ non-finite steps never reach the weights; untrusted files run no code; runs repe
 import errno
 import functools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -327,13 +328,15 @@ class CreatesAFile:
         return Path.touch, (self.marker,)
 
 
-def test_init_from_refuses_a_checkpoint_that_would_run_code_naming_the_file(in_empty_folder):
+def test_init_from_refuses_a_checkpoint_that_would_run_code_naming_the_file(in_empty_folder, capsys):
     marker = in_empty_folder / "pwned"
     evil = in_empty_folder / "evil.ckpt"
     state = SimpleResNet().state_dict()
     torch.save({"state_dict": {f"network.{k}": v for k, v in state.items()}, "payload": CreatesAFile(marker)}, evil)
-    with pytest.raises(ValueError, match=r"'.*evil.ckpt' holds objects other than tensors .* could run any code"):
+    with pytest.raises(SystemExit) as exit:  # refused before any work, in one line
         main(["fit", "--config", "quickstart.yaml", *DEBUG, "--model.init_from", str(evil)])
+    assert exit.value.code == 2
+    assert re.search(r"'.*evil.ckpt' holds objects other than tensors .* could run any code", capsys.readouterr().err)
     assert not marker.exists()
     torch.load(evil, weights_only=False)  # what a full load would have done
     assert marker.exists()
