@@ -6,6 +6,17 @@ public API only.
 
 from .classifier import ImageClassifier
 from .monitoring import StepCost
+from .numerical_faults import NonFiniteTrainingError, SkipNonFiniteSteps
 from .optimization import apply_lr_scales, parameter_groups, warmup
+from .random_states import RandomStates
 
-__all__ = ["ImageClassifier", "StepCost", "apply_lr_scales", "parameter_groups", "warmup"]
+__all__ = [
+    "ImageClassifier",
+    "NonFiniteTrainingError",
+    "RandomStates",
+    "SkipNonFiniteSteps",
+    "StepCost",
+    "apply_lr_scales",
+    "parameter_groups",
+    "warmup",
+]
