@@ -24,8 +24,16 @@ quickstart: install
 test: install
 	$(PY) -m pytest -q
 
-bench: install
+# Benchmarks on real CIFAR-10 read the shared copy beside the repository, unpacked into .cache/ (ignored).
+CIFAR := .cache/cifar10-jpg
+$(CIFAR): ../shared/data/cifar10-jpg.tar.gz
+	mkdir -p .cache && tar -xzf $< -C .cache && touch $@
+
+bench: install $(CIFAR)
 	$(PY) benchmarks/step_cost.py
+	$(PY) benchmarks/input_pipeline.py --root $(CIFAR)
+	$(PY) benchmarks/fit_overhead.py --root $(CIFAR)
+	$(PY) benchmarks/ddp_throughput.py --root $(CIFAR)
 
 lint: install
 	$(PY) -m ruff check resnode_lightning tests benchmarks

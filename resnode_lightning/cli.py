@@ -8,9 +8,11 @@ folder ``runs/<config name>/version_<k>/``: the resolved config, the checkpoints
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from jsonargparse import ActionConfigFile
@@ -26,20 +28,34 @@ from .training.checkpoints import AtomicCheckpointIO, newest_last_checkpoint
 from .training.config_files import describe_shipped_configs, resolve_config
 from .training.numerical_faults import SkipNonFiniteSteps
 from .training.random_states import RandomStates
-from .training.run_folder import new_run_folder
+from .training.run_folder import RUNS, check_free_space, new_run_folder
+from .training.suggestions import with_suggestion
 from .training.tracking import SaveConfigEverywhere, finish_wandb_runs, offline_by_default
 
 DESCRIPTION = (
     "Train ResNets as discretised Neural ODEs (Euler/Heun) with a memory-free adjoint. "
     "`resnode configs` lists the shipped configs; `resnode fit --config NAME.yaml` trains one."
 )
-RUNS = "runs"
 DEFAULT_LOGGER = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS}}
 NO_NAME = (None, "", "lightning_logs")  # a logger's name left to its default
 CHECKPOINT_DEFAULTS = {
     "monitor": "val/acc1", "mode": "max", "filename": "best", "save_last": True,
     "enable_version_counter": False,  # last.ckpt is shared with the step checkpoint: overwrite, never last-v1.ckpt
 }  # fmt: skip
+
+
+class ResNodeArgumentParser(LightningArgumentParser):
+    """The CLI's parser: errors about an unknown key also suggest the closest known one."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        parsers = [getattr(ex, "subcommand_parser", None) or self, *subcommand_parsers(self)]
+        known = {option.lstrip("-") for parser in parsers for option in parser._option_string_actions}
+        return super().error(with_suggestion(message, known), ex)
+
+
+def subcommand_parsers(parser: LightningArgumentParser) -> list[LightningArgumentParser]:
+    subcommands = parser._subcommands_action
+    return list(subcommands._name_parser_map.values()) if subcommands is not None else []
 
 
 class ShippedConfigFile(ActionConfigFile):
@@ -76,6 +92,10 @@ class ResNodeCLI(LightningCLI):
         super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:
+        with reported_as_input_errors(self):
+            self.run_folder = self.make_run_folder()
+
+    def make_run_folder(self) -> Path:
         """Give the run its folder, ``runs/<name>/version_<k>``, and point the trainer, the checkpoints
         and every logger there. The name is the first config file's (or a logger's, when a saved
         config is run again). The config saved with the run keeps the names but not the folder, so
@@ -113,6 +133,28 @@ class ResNodeCLI(LightningCLI):
                     init_args.offline = offline
             elif {"save_dir", "version"} <= set(init_args.keys()):  # CSV, TensorBoard
                 init_args.save_dir, init_args.version = str(root), folder.name
+        return folder
+
+    def instantiate_classes(self) -> None:
+        """Build the model, the data and the trainer; a config that cannot be built (a depth of 0,
+        a missing ``init_from``...) is reported in one line, before any training work."""
+        with reported_as_input_errors(self):
+            super().instantiate_classes()
+            if self.subcommand == "fit":
+                self.check_before_fit()
+
+    def check_before_fit(self) -> None:
+        """What can be checked before ``fit`` starts: room for the checkpoints, the ``init_from``
+        weights (loaded now, so that a missing file or a mismatch stops the run before any data work)
+        and where the data is."""
+        config = self.config[self.subcommand]
+        network_bytes = sum(t.numel() * t.element_size() for t in self.model.network.state_dict().values())
+        # best.ckpt and last.ckpt, each with the weights and up to two optimizer buffers per weight
+        check_free_space(Path(config.trainer.default_root_dir), needed_bytes=2 * 3 * network_bytes)
+        if config.get("ckpt_path") is None:
+            self.model.initialise_from_checkpoint()
+        if callable(check_data := getattr(self.datamodule, "check_data", None)):
+            check_data()
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """The trainer, writing its checkpoints atomically (:class:`AtomicCheckpointIO`) unless a
@@ -138,6 +180,23 @@ class ResNodeCLI(LightningCLI):
             f"\nDone. Checkpoints: {best or '(no best: nothing validated)'}{score}, {last}; "
             f"config: {run_folder / 'config.yaml'}; logs: {run_folder}"
         )
+
+
+@contextlib.contextmanager
+def reported_as_input_errors(cli: ResNodeCLI) -> Iterator[None]:
+    """Report an error raised while building the run from its config as ``error: <message>`` and
+    exit with status 2, as for a parse error (``RESNODE_DEBUG=1`` shows the traceback instead).
+    The run's folder is removed again if nothing was written into it."""
+    try:
+        yield
+    except (ValueError, TypeError, OSError) as error:
+        folder = getattr(cli, "run_folder", None)
+        if folder is not None and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        if os.environ.get("RESNODE_DEBUG"):
+            raise
+        sys.stderr.write(f"error: {error}\n(RESNODE_DEBUG=1 shows where it was raised.)\n")
+        raise SystemExit(2) from error
 
 
 def resolve_last(runs: Path, subcommand: str | None) -> str | None:
@@ -209,6 +268,7 @@ def main(args: ArgsType = None) -> ResNodeCLI | None:
         ImageClassifier,
         LightningDataModule,
         subclass_mode_data=True,
+        parser_class=ResNodeArgumentParser,
         save_config_callback=SaveConfigEverywhere,
         trainer_defaults={"logger": DEFAULT_LOGGER},
         seed_everything_default=0,

@@ -1,5 +1,6 @@
 """Fixtures shared by the test files: real data, small."""
 
+import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -10,6 +11,14 @@ CIFAR_JPG_TAR = Path(__file__).resolve().parents[1].parent / "shared/data/cifar1
 """The real CIFAR-10 as JPEGs (shared/data/README.md), beside the repository in every checkout and in CI."""
 
 IMAGES_PER_CLASS = {"train": 20, "test": 10}
+
+
+@pytest.fixture
+def in_empty_folder(tmp_path, monkeypatch) -> Path:
+    """Run the command line from an empty folder, as `resnode` with no other argument."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["resnode"])
+    return tmp_path
 
 
 @pytest.fixture(autouse=True)

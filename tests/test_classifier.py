@@ -112,3 +112,13 @@ def test_freezing_everything_is_refused_before_training(tmp_path):
     model.network.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameter"):
         trainer(tmp_path, fast_dev_run=1).fit(model, RandomImages())
+
+
+def test_validating_without_a_checkpoint_measures_the_transferred_weights(tmp_path):
+    """Accuracy before fine-tuning: `validate` loads init_from; with a checkpoint, the checkpoint wins."""
+    tied = resnet(tied=True)
+    torch.save(tied.state_dict(), tmp_path / "tied.pt")
+    model = classifier(resnet(depth=[2, 2, 5, 2]), init_from=str(tmp_path / "tied.pt"))
+    trainer(tmp_path).validate(model, RandomImages())
+    stage3 = model.network.stages[2].stack.blocks
+    assert all(torch.equal(block.conv1.weight, tied.stages[2].stack.blocks[0].conv1.weight) for block in stage3)

@@ -1,5 +1,6 @@
 """The `resnode` command: shipped configs by name, one folder per run, resumable and re-runnable runs."""
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,12 +15,7 @@ EXPERIMENTS = sorted(name for name in shipped_configs() if "/" not in name)
 DEBUG = ["--config", "presets/debug.yaml", "--trainer.enable_progress_bar", "false"]
 
 
-@pytest.fixture(autouse=True)
-def in_empty_folder(tmp_path, monkeypatch):
-    """Each test runs the command from an empty folder, as `resnode` with no other argument."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["resnode"])
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("in_empty_folder")
 
 
 def run(*args: str) -> None:
@@ -197,3 +193,17 @@ def test_the_imagenet_family_trains_on_a_real_jpeg_tree(cifar_jpg_root, in_empty
     )  # fmt: skip
     metrics = finished_run(in_empty_folder / "runs" / "imagenet_resnet101_adjoint_stage3" / "version_0")
     assert 0 <= float(metrics["val/acc1"]) <= 1
+
+
+@pytest.mark.slow
+def test_two_runs_started_at_once_in_one_folder_write_two_run_folders(in_empty_folder):
+    command = [sys.executable, "-m", "resnode_lightning", "fit", "--config", "quickstart.yaml", *DEBUG]
+    processes = [subprocess.Popen(command, cwd=in_empty_folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]  # fmt: skip
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
+    runs = in_empty_folder / "runs" / "quickstart"
+    assert sorted(p.name for p in runs.iterdir()) == ["version_0", "version_1"]
+    for version in runs.iterdir():
+        assert {p.name for p in (version / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
+        assert (version / "config.yaml").is_file() and (version / "metrics.csv").is_file()

@@ -56,6 +56,15 @@ def test_each_epoch_has_its_own_seeded_order_the_same_on_every_run():
     assert epochs[0] != delivered(TensorBatches(images, labels, 8, shuffle=True, seed=4))
 
 
+def test_the_epoch_comes_from_the_epoch_source_when_one_is_given():
+    images, labels = numbered(50)
+    trainer_epoch = 4
+    batches = TensorBatches(images, labels, 8, shuffle=True, seed=3, epoch_source=lambda: trainer_epoch)
+    extra_calls = [delivered(batches) for _ in range(3)]  # e.g. Lightning checking that it is iterable
+    counting = TensorBatches(images, labels, 8, shuffle=True, seed=3)
+    assert extra_calls == [[int(i) for i in counting.epoch_indices(4)]] * 3
+
+
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_ranks_shard_every_epoch_without_overlap(drop_last):
     images, labels = numbered(103)
@@ -189,6 +198,13 @@ def test_augmentation_applies_only_while_the_trainer_trains():
     assert not torch.equal(data.on_after_batch_transfer(batch, 0)[0], plain)
 
 
+@pytest.mark.slow  # the spawned process imports Lightning: about 4 s
+def test_a_data_module_can_be_sent_to_the_processes_ddp_spawn_starts(capfd):
+    # the child unpickles the module and prints it; spawn raises if the child fails
+    torch.multiprocessing.spawn(print, args=(DigitsDataModule(augment=True),), nprocs=1)
+    assert capfd.readouterr().out.startswith("0 ")
+
+
 class BatchRecorder(pl.LightningModule):
     """A linear classifier that records the labels and images of every training batch."""
 
@@ -210,14 +226,15 @@ class BatchRecorder(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def fit(tmp_path, max_epochs: int, ckpt_path=None, every_n_train_steps: int | None = None) -> BatchRecorder:
+def fit(tmp_path, ckpt_path=None, every_n_train_steps: int | None = None, limit_train_batches=None) -> BatchRecorder:
     model = BatchRecorder()
     callbacks = []
     if every_n_train_steps:
         callbacks.append(ModelCheckpoint(tmp_path, "{step}", every_n_train_steps=every_n_train_steps, save_top_k=-1))
     trainer = pl.Trainer(
         default_root_dir=tmp_path,
-        max_epochs=max_epochs,
+        max_epochs=2,
+        limit_train_batches=limit_train_batches,
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -231,13 +248,16 @@ def fit(tmp_path, max_epochs: int, ckpt_path=None, every_n_train_steps: int | No
 
 
 @pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")  # the checkpoint callback: not needed
-@pytest.mark.parametrize("step", [3, 5, 7])  # 5 batches per epoch: mid-epoch, at its end, in the next one
-def test_lightning_resumes_training_with_exactly_the_batches_of_an_uninterrupted_run(tmp_path, step):
-    uninterrupted = fit(tmp_path / "whole", max_epochs=2).seen
-    fit(tmp_path / "interrupted", max_epochs=2, every_n_train_steps=step)
+@pytest.mark.parametrize(
+    "step, limit",  # 5 batches per epoch: mid-epoch, at its end, in the next one; epochs cut to 4, in the middle
+    [(3, None), (5, None), (7, None), (2, 4)],
+)
+def test_lightning_resumes_training_with_exactly_the_batches_of_an_uninterrupted_run(tmp_path, step, limit):
+    uninterrupted = fit(tmp_path / "whole", limit_train_batches=limit).seen
+    fit(tmp_path / "interrupted", every_n_train_steps=step, limit_train_batches=limit)
     checkpoint = tmp_path / "interrupted" / f"step={step}.ckpt"
-    resumed = fit(tmp_path / "resumed", max_epochs=2, ckpt_path=checkpoint).seen
-    assert len(uninterrupted) == 10 and len(resumed) == 10 - step
+    resumed = fit(tmp_path / "resumed", ckpt_path=checkpoint, limit_train_batches=limit).seen
+    assert len(uninterrupted) == 2 * (limit or 5) and len(resumed) == len(uninterrupted) - step
     for (labels, images), (expected_labels, expected_images) in zip(resumed, uninterrupted[step:]):
         assert torch.equal(labels, expected_labels)
         assert torch.equal(images, expected_images)  # the augmentation continues exactly, too

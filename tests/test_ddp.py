@@ -51,6 +51,9 @@ def test_two_adjoint_ranks_hold_the_weights_of_one_process_stepping_on_their_com
     (single,) = fit(tmp_path / "one", *TANH_NET, processes=1, batch=2 * BATCH).values()
     assert_same_weights(ranks[0], ranks[1], rtol=0, atol=0)
     assert_same_weights(ranks[0], single, rtol=1e-5, atol=1e-6)
+    # one run folder for the job, written by rank 0 alone
+    (run,) = (tmp_path / "ddp" / "runs" / "quickstart").iterdir()
+    assert {p.name for p in run.iterdir()} == {"config.yaml", "checkpoints", "metrics.csv"}
     assert not torch.equal(single["head.weight"], fit_untrained_head(tmp_path))
 
 

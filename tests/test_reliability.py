@@ -27,13 +27,6 @@ REPOSITORY = TESTS.parent
 DEBUG = ["--config", "presets/debug.yaml", "--trainer.enable_progress_bar", "false"]
 
 
-@pytest.fixture
-def in_empty_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["resnode"])
-    return tmp_path
-
-
 def checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -113,13 +106,17 @@ def test_ckpt_path_last_is_the_newest_last_checkpoint_of_the_configs_earlier_run
     assert newest_last_checkpoint(runs) == runs / "version_1" / "checkpoints" / "last.ckpt"
 
 
-def test_ckpt_path_last_without_an_earlier_run_starts_afresh_in_fit_and_is_refused_elsewhere(in_empty_folder):
+def test_ckpt_path_last_without_an_earlier_run_starts_afresh_in_fit_and_is_refused_elsewhere(
+    in_empty_folder, capsys
+):
     with pytest.warns(UserWarning, match=r"--ckpt_path last: no earlier run in 'runs/quickstart'.*from scratch"):
         cli = main(["fit", "--config", "quickstart.yaml", *DEBUG, "--ckpt_path", "last"])
     assert cli.trainer.global_step == 4
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
-    with pytest.raises(FileNotFoundError, match=r"no earlier run in 'runs/quickstart_finetune'"):
+    with pytest.raises(SystemExit) as exit:
         main(["validate", "--config", "quickstart_finetune.yaml", *DEBUG, "--ckpt_path", "last"])
+    assert exit.value.code == 2
+    assert "error: --ckpt_path last: no earlier run in 'runs/quickstart_finetune'" in capsys.readouterr().err
 
 
 # -- checkpoints are never half-written ------------------------------------------------------------
@@ -323,13 +320,16 @@ class CreatesAFile:
         return Path.touch, (self.marker,)
 
 
-def test_init_from_refuses_a_checkpoint_that_would_run_code_naming_the_file(in_empty_folder):
+def test_init_from_refuses_a_checkpoint_that_would_run_code_naming_the_file(in_empty_folder, capsys):
     marker = in_empty_folder / "pwned"
     evil = in_empty_folder / "evil.ckpt"
     state = SimpleResNet().state_dict()
     torch.save({"state_dict": {f"network.{k}": v for k, v in state.items()}, "payload": CreatesAFile(marker)}, evil)
-    with pytest.raises(ValueError, match=r"'.*evil.ckpt' holds objects other than tensors .* could run any code"):
+    with pytest.raises(SystemExit) as exit:
         main(["fit", "--config", "quickstart.yaml", *DEBUG, "--model.init_from", str(evil)])
+    assert exit.value.code == 2
+    error = capsys.readouterr().err
+    assert f"error: {str(evil)!r} holds objects other than tensors" in error and "could run any code" in error
     assert not marker.exists()
     torch.load(evil, weights_only=False)  # what a full load would have done
     assert marker.exists()

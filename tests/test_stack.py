@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from stacks import conv_block, gradients, random_blocks, stack_of, tanh_block
+from stacks import conv_block, gradients, random_blocks, smooth_blocks, stack_of, tanh_block
 from torch import nn
 
 from resnode_lightning.numerics import ResidualStack
@@ -129,6 +129,38 @@ def test_states_leave_batchnorm_running_statistics_alone():
     before = {name: b.clone() for name, b in stack.named_buffers()}
     stack.states(torch.randn(4, 4, 5, 5, dtype=torch.float64))
     assert all(torch.equal(b, before[name]) for name, b in stack.named_buffers())
+
+
+def reconstruction_error(stack: ResidualStack, x: torch.Tensor) -> float:
+    return ((stack.reconstruct_input(stack(x)) - x).norm() / x.norm()).item()
+
+
+@pytest.mark.parametrize("scheme", ["euler", "heun"])
+def test_the_input_is_rebuilt_exactly_when_the_residual_is_zero_and_statistics_stay(scheme):
+    stack = stack_of(random_blocks(lambda: conv_block(zero_init_last_bn=True), 4), scheme=scheme).train()
+    x = torch.randn(4, 4, 5, 5, dtype=torch.float64)
+    output = stack(x)
+    before = {name: b.clone() for name, b in stack.named_buffers()}
+    assert torch.equal(stack.reconstruct_input(output), x)
+    assert all(torch.equal(b, before[name]) for name, b in stack.named_buffers())
+
+
+def test_one_reversed_euler_step_of_a_linear_residual_is_off_by_h_squared_a_squared():
+    """x_1 = (I + hA) x_0, x̃_0 = (I − hA) x_1 = x_0 − h² A² x_0."""
+    f = nn.Linear(3, 3, bias=False).double()
+    stack = ResidualStack([f], step=0.5)
+    x = torch.randn(2, 3, dtype=torch.float64)
+    a = f.weight.detach()
+    expected = x - 0.25 * x @ (a @ a).T
+    torch.testing.assert_close(stack.reconstruct_input(stack(x)), expected)
+
+
+def test_the_rebuilt_input_converges_with_depth_like_one_over_depth_for_euler_faster_for_heun():
+    x = torch.randn(8, 6, dtype=torch.float64)
+    euler = [reconstruction_error(stack_of(smooth_blocks(tanh_block, n)), x) for n in (8, 16, 32)]
+    heun = [reconstruction_error(stack_of(smooth_blocks(tanh_block, n), scheme="heun"), x) for n in (8, 16, 32)]
+    assert all(1.6 < coarse / fine < 2.5 for coarse, fine in zip(euler, euler[1:])), euler
+    assert all(h < e / 10 for h, e in zip(heun, euler)), (euler, heun)
 
 
 def test_anchors_beyond_the_depth_warn_that_only_the_input_is_stored():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -13,7 +13,10 @@ class TensorBatches:
     """An iterable of ``(images, labels)`` batches indexed out of one tensor per split.
 
     Each batch is ``images[index], labels[index]`` for a block of indices: one gather per batch,
-    no per-sample collate. Every call to ``iter()`` starts the next epoch. With ``shuffle`` the
+    no per-sample collate. Every call to ``iter()`` starts an epoch: the one ``epoch_source``
+    returns if it is given and returns a number (the data modules pass the trainer's current
+    epoch, so that Lightning's extra ``iter()`` calls, e.g. its check that the loader is
+    iterable, change nothing), otherwise the one after the previous iteration's. With ``shuffle`` the
     epoch's order is ``torch.randperm(n)`` drawn from a generator seeded with ``seed + epoch``
     (DistributedSampler's convention), so every rank computes the same permutation; rank ``r`` of
     ``world_size`` then takes every ``world_size``-th index from ``r`` on, so ranks never share a
@@ -25,7 +28,10 @@ class TensorBatches:
     ``load_state_dict()`` makes the next ``iter()`` continue exactly there. Lightning's fit loop
     saves this state in checkpoints for any training iterable with both methods and restores it
     before its first ``iter()`` on resume; since the iterable has a length, Lightning fetches no
-    batch ahead, so "delivered" equals "trained on".
+    batch ahead, so "delivered" equals "trained on". A restored epoch that was complete goes on
+    with the next one. (One case is not exact: with ``limit_train_batches`` below the length, a
+    checkpoint from the end of an epoch resumes with the rest of that epoch's order, which the
+    uninterrupted run would have skipped, for one shorter epoch; later epochs are exact again.)
 
     Args:
         images: all images of the split, any shape with the samples along dimension 0 (uint8 here).
@@ -37,6 +43,7 @@ class TensorBatches:
         seed: seed of the shuffle.
         rank: this process's rank.
         world_size: number of processes sharing the data.
+        epoch_source: called at every ``iter()``: the epoch to deliver, or None to count epochs.
     """
 
     def __init__(
@@ -49,6 +56,7 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        epoch_source: Callable[[], int | None] | None = None,
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(
@@ -60,7 +68,7 @@ class TensorBatches:
             raise ValueError(f"rank={rank} must lie in 0..{world_size - 1} for world_size={world_size}.")
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.epoch_source = rank, world_size, epoch_source
         self._epoch, self._delivered = 0, 0
         self._started = False  # whether an epoch has begun, so that the next iter() starts a new one
         self._resuming = False  # set by load_state_dict: the next iter() continues the stored epoch
@@ -86,13 +94,15 @@ class TensorBatches:
         return order[self.rank : stop : self.world_size]
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        if self._resuming:
-            self._resuming = False
-        elif self._started:
-            self._epoch, self._delivered = self._epoch + 1, 0
-        self._started = True
-        if self._delivered >= len(self):  # restored at the end of an epoch: go on with the next one
-            self._epoch, self._delivered = self._epoch + 1, 0
+        if self._resuming:  # continue the restored epoch where it stopped, or begin the next if it was complete
+            if self._delivered >= len(self):
+                self._epoch, self._delivered = self._epoch + 1, 0
+        else:
+            epoch = self.epoch_source() if self.epoch_source is not None else None
+            if epoch is None:
+                epoch = self._epoch + 1 if self._started else self._epoch
+            self._epoch, self._delivered = epoch, 0
+        self._started, self._resuming = True, False
         return self._batches(self._epoch, self._delivered)
 
     def _batches(self, epoch: int, start: int) -> Iterator[tuple[Tensor, Tensor]]:

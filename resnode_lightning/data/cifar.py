@@ -9,7 +9,7 @@ import torch
 from torchvision import datasets
 
 from .constants import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
-from .image_folder import decode_image_folder
+from .image_folder import decode_image_folder, list_image_folder
 from .in_memory import InMemoryDataModule, Split, seeded_split
 
 
@@ -61,6 +61,15 @@ class CIFAR10DataModule(InMemoryDataModule):
         mean, std = self.normalisation
         super().__init__(batch_size, mean=mean, std=std, crop_padding=4 if augment else 0, flip=augment, seed=seed)
         self.root, self.download, self.val_split = Path(root).expanduser(), download, val_split
+
+    def check_data(self) -> None:
+        """The data is under ``root`` (unless it is to be downloaded); an image tree holds images."""
+        if self.download:
+            return
+        kind, where = self.source()
+        if kind == "image tree":
+            for split in ("train", "test"):
+                list_image_folder(where / split)
 
     def source(self) -> tuple[Literal["torchvision", "image tree"], Path]:
         """Which form the data under ``root`` has, and where; a FileNotFoundError that explains how to get it."""

@@ -51,8 +51,13 @@ class ImageDataModule(LightningDataModule):
         self.mean, self.std = tuple(mean), tuple(std)
         self.crop_padding, self.flip, self.seed = crop_padding, flip, seed
         self.augments = crop_padding > 0 or flip
-        self.generator = torch.Generator().manual_seed(seed)
+        # made in setup: a torch.Generator cannot be sent to the processes ddp_spawn starts
+        self.generator: torch.Generator | None = None
         self.classes: list[str] = []
+
+    def check_data(self) -> None:
+        """A quick check that the data is where the config says, raising the error that names the
+        path and the fix; the CLI calls it before ``fit`` does any work. Nothing to check here."""
 
     @property
     def rank(self) -> int:
@@ -66,12 +71,14 @@ class ImageDataModule(LightningDataModule):
 
     def setup(self, stage: str) -> None:
         """Seed the augmentation for this rank."""
-        self.generator.manual_seed(self.seed + self.rank)
+        self.generator = torch.Generator().manual_seed(self.seed + self.rank)
 
     def transform_batch(self, batch: tuple[Tensor, Tensor], training: bool) -> tuple[Tensor, Tensor]:
         """uint8 images to normalised float32, augmented first if ``training`` and the module augments."""
         images, labels = batch
         if training and self.augments:
+            if self.generator is None:
+                raise RuntimeError(f"{type(self).__name__}.setup() must run before batches are augmented.")
             images = random_crop_flip(images, self.crop_padding, self.flip, self.generator)
         return normalise(images, self.mean, self.std), labels
 
@@ -80,12 +87,12 @@ class ImageDataModule(LightningDataModule):
         return self.transform_batch(batch, training=self.trainer is not None and self.trainer.training)
 
     def state_dict(self) -> dict[str, Any]:
-        """The augmentation generator's state."""
-        return {"augmentation_generator": self.generator.get_state()}
+        """The augmentation generator's state (nothing before :meth:`setup`)."""
+        return {} if self.generator is None else {"augmentation_generator": self.generator.get_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue the augmentation stream of a checkpoint (Lightning calls this after :meth:`setup`)."""
-        if "augmentation_generator" not in state_dict:
+        if "augmentation_generator" not in state_dict or self.generator is None:
             return
         self.generator.set_state(state_dict["augmentation_generator"])
         if self.rank > 0:  # the checkpoint holds rank 0's stream: derive a distinct one from it

@@ -57,17 +57,27 @@ class ImageNetDataModule(ImageDataModule):
         self.train_dir, self.val_dir = train_dir, val_dir
         self.datasets: dict[str, ImageFolder] = {}
 
+    def check_data(self) -> None:
+        """Both class-per-folder trees exist under ``root``."""
+        for name in (self.train_dir, self.val_dir):
+            if not (self.root / name).is_dir():
+                raise FileNotFoundError(self.missing(self.root / name, "no such folder"))
+
+    def missing(self, folder: Path, reason: object) -> str:
+        """What is wrong with ``folder`` and how to get the data."""
+        return (
+            f"No images under {folder} ({reason}). {type(self).__name__} reads {self.root}/{self.train_dir}/"
+            f"<class>/<image> and {self.root}/{self.val_dir}/<class>/<image>; there is no download: get "
+            f"ImageNet from image-net.org, sort its validation images into class folders, and point root "
+            f"at the folder that holds both (or set train_dir and val_dir)."
+        )
+
     def _image_folder(self, name: str, transform: v2.Transform) -> ImageFolder:
         folder = self.root / name
         try:
             return ImageFolder(str(folder), transform=transform, loader=open_rgb)
         except FileNotFoundError as error:  # no folder, no class folders, or no images in them
-            raise FileNotFoundError(
-                f"No images under {folder} ({error}). {type(self).__name__} reads {self.root}/{self.train_dir}/"
-                f"<class>/<image> and {self.root}/{self.val_dir}/<class>/<image>; there is no download: get "
-                f"ImageNet from image-net.org, sort its validation images into class folders, and point root "
-                f"at the folder that holds both (or set train_dir and val_dir)."
-            ) from error
+            raise FileNotFoundError(self.missing(folder, error)) from error
 
     def setup(self, stage: str) -> None:
         """List both folders (once) and check their classes against ``num_classes``."""

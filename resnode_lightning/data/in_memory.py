@@ -82,9 +82,13 @@ class InMemoryDataModule(ImageDataModule):
                 seed=self.seed,
                 rank=self.rank,
                 world_size=self.world_size,
+                epoch_source=self._trainer_epoch if name == "train" else None,
             )
             for name, split in self.splits.items()
         }
+
+    def _trainer_epoch(self) -> int | None:
+        return self.trainer.current_epoch if self.trainer is not None else None
 
     def _loader(self, name: str) -> TensorBatches:
         if name not in self._loaders:

@@ -1,7 +1,9 @@
 """The numerics of residual stacks: step rules, stacks and the adjoint. Imports torch only."""
 
 from .adjoint import adjoint_integrate
+from .buffers import preserved_buffers, unique_buffers
 from .choices import check_choice, check_count, choose
+from .randomness import GeneratorStates
 from .schemes import SCHEMES, Euler, Heun, SchemeName
 from .stack import GRADIENT_MODES, GradientMode, Interpolation, ResidualStack, StepRule
 
@@ -9,6 +11,7 @@ __all__ = [
     "GRADIENT_MODES",
     "SCHEMES",
     "Euler",
+    "GeneratorStates",
     "GradientMode",
     "Heun",
     "Interpolation",
@@ -19,4 +22,6 @@ __all__ = [
     "check_choice",
     "check_count",
     "choose",
+    "preserved_buffers",
+    "unique_buffers",
 ]

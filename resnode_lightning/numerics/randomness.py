@@ -32,6 +32,17 @@ class GeneratorStates:
         on_device = None if device.type == "cpu" else device_generators(device.type).get_rng_state(device)
         return GeneratorStates(torch.get_rng_state(), on_device)
 
+    @contextmanager
+    def active(self, device: torch.device) -> Iterator[None]:
+        """A block in which the default generators (the CPU's and, off the CPU, ``device``'s) start
+        from these states; on exit they are back to what they were on entry."""
+        devices = [] if self.device is None else [device]
+        with torch.random.fork_rng(devices=devices, device_type=device.type):
+            torch.set_rng_state(self.cpu)
+            if self.device is not None:
+                device_generators(device.type).set_rng_state(self.device, device)
+            yield
+
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, GeneratorStates)
@@ -88,16 +99,7 @@ class RandomReplay:
             return f
 
         def replayed(x: Tensor) -> Tensor:
-            with self._states(self.states[key]):
+            with self.states[key].active(self.device):
                 return f(x)
 
         return replayed
-
-    @contextmanager
-    def _states(self, states: GeneratorStates) -> Iterator[None]:
-        devices = [] if states.device is None else [self.device]
-        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
-            torch.set_rng_state(states.cpu)
-            if states.device is not None:
-                device_generators(self.device.type).set_rng_state(states.device, self.device)
-            yield

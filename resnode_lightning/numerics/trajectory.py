@@ -50,3 +50,23 @@ def integrate(
     for n in range(start, len(blocks) if stop is None else stop):
         x, _ = scheme.step(x, h, *step_functions(blocks, n))
     return x
+
+
+def reverse_integrate(
+    x: Tensor,
+    blocks: Sequence[nn.Module],
+    scheme: type[Euler] | type[Heun],
+    h: float,
+    start: int = 0,
+    stop: int | None = None,
+) -> Tensor:
+    """Apply the reversals of steps stop−1 .. start to x̃_stop (all N by default: x_N → x̃_0).
+
+    The adjoint's rebuild (``scheme.reverse``) without its anchors and its reuse of evaluations:
+    x̃_n = x̃_{n+1} − h f_n(x̃_{n+1}) for Euler, paper eq. 9 for Heun.
+    """
+    for n in reversed(range(start, len(blocks) if stop is None else stop)):
+        f, f_next = step_functions(blocks, n)
+        first = (f_next if scheme.reversal_evaluates_next else f)(x)
+        x = scheme.reverse(x, h, f, f_next, first)
+    return x

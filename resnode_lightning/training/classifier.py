@@ -4,6 +4,7 @@ its weight workflow (``init_from`` and ``trainable_stages``) as configuration.""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -54,7 +55,8 @@ class ImageClassifier(LightningModule):
             (the ``--adaptive`` option of the paper's code).
         init_from: weights to start from: a Lightning checkpoint or a ``torch.save``d state dict,
             or a run folder (``runs/<config>``: its latest run's best checkpoint). Loaded once,
-            when ``fit`` starts a new run; not when it resumes with ``--ckpt_path``.
+            when ``fit`` starts a new run, or ``validate``/``test`` run without ``--ckpt_path``
+            (the transferred network's accuracy); never over a ``--ckpt_path``.
         trainable_stages: train only these stages (numbered from 1 as in the paper, e.g. [3]);
             everything else is frozen, BatchNorm statistics included. None trains everything.
     """
@@ -90,6 +92,7 @@ class ImageClassifier(LightningModule):
         self.no_weight_decay_on_norms_and_biases = no_weight_decay_on_norms_and_biases
         self.scale_stack_lr_by_depth = scale_stack_lr_by_depth
         self.init_from = init_from
+        self.initialised_from: Path | None = None
         if trainable_stages is not None:
             train_only(network, trainable_stages)
         self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, top_k=1)}, prefix="train/")
@@ -104,14 +107,33 @@ class ImageClassifier(LightningModule):
         return self.network(images)
 
     def on_fit_start(self) -> None:
-        """Load ``init_from`` into the network when ``fit`` starts a new run (not when it resumes).
+        """Load ``init_from`` when ``fit`` starts a new run (not when it resumes with ``--ckpt_path``).
 
         It runs after the optimizer is built: the weights are copied into the same parameters.
         """
-        if self.init_from is not None and self.trainer.ckpt_path is None:
-            path = resolve_checkpoint(self.init_from)
-            load_weights(self.network, path)
-            rank_zero_info(f"Network initialised from {path}")
+        if self.trainer.ckpt_path is None:
+            self.initialise_from_checkpoint()
+
+    def on_validation_start(self) -> None:
+        """``resnode validate`` without ``--ckpt_path`` measures the ``init_from`` weights: the
+        accuracy of a transferred (untied, deepened) network before it is fine-tuned."""
+        if self.trainer.state.fn == "validate" and self.trainer.ckpt_path is None:
+            self.initialise_from_checkpoint()
+
+    def on_test_start(self) -> None:
+        """As :meth:`on_validation_start`, for ``resnode test``."""
+        if self.trainer.state.fn == "test" and self.trainer.ckpt_path is None:
+            self.initialise_from_checkpoint()
+
+    def initialise_from_checkpoint(self) -> None:
+        """Load the ``init_from`` weights into the network, once (the CLI calls it before ``fit``
+        to report a missing or mismatching checkpoint before any data work)."""
+        if self.init_from is None or self.initialised_from is not None:
+            return
+        path = resolve_checkpoint(self.init_from)
+        load_weights(self.network, path)
+        self.initialised_from = path
+        rank_zero_info(f"Network initialised from {path}")
 
     def logits(self, images: Tensor) -> Tensor:
         """The network's logits, checked to have one column per class of the data."""

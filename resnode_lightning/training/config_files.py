@@ -52,6 +52,7 @@ GROUPS = {
     "": "Experiments (resnode fit --config NAME):",
     "presets": "Presets (compose after an experiment: --config NAME --config presets/PRESET):",
     "models": "Networks alone (a model.network section, e.g. --model.network PATH):",
+    "sweeps": "W&B sweeps (resnode sweep NAME runs one here; wandb sweep FILE on W&B):",
 }
 
 

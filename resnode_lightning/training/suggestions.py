@@ -1,0 +1,35 @@
+"""'Did you mean ...?' for misspelt config keys and flags."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+UNKNOWN_KEY = re.compile(
+    r"unrecognized arguments: --([A-Za-z_][\w.]*)|does not accept options? '([\w.]+)'|Key '([\w.]+)'"
+)
+
+
+def closest_key(unknown: str, known: Iterable[str]) -> str | None:
+    """The known dotted key closest to ``unknown``: its longest prefix that is close to a known key,
+    with the rest of ``unknown`` appended (``model.netwrok.depth`` → ``model.network.depth``)."""
+    known = list(known)
+    parts = unknown.split(".")
+    for end in range(len(parts), 0, -1):
+        match = difflib.get_close_matches(".".join(parts[:end]), known, n=1, cutoff=0.8)
+        if match:
+            return ".".join([match[0], *parts[end:]])
+    return None
+
+
+def with_suggestion(message: str, known: Iterable[str]) -> str:
+    """``message`` followed by a suggestion for the first unknown key it names, when one is close."""
+    found = UNKNOWN_KEY.search(message)
+    if not found:
+        return message
+    unknown = next(group for group in found.groups() if group)
+    suggestion = closest_key(unknown, known)
+    if suggestion is None or suggestion == unknown:
+        return message
+    return f"{message}\nDid you mean '{suggestion}'? (`resnode fit --help` lists every key.)"

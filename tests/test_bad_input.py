@@ -1,0 +1,95 @@
+"""Bad input gets a clear error that names the field and the fix, before any training work, and
+loses nothing. Each row of TABLE is a test; the README's troubleshooting section shows the same."""
+
+import shutil
+import sys
+import warnings
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnode_lightning.cli import main
+from resnode_lightning.models import ResNet
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+QUICK = ["fit", "--config", "quickstart.yaml", "--config", "presets/debug.yaml", "--trainer.enable_progress_bar=false"]
+CIFAR = ["fit", "--config", "cifar_adjoint.yaml", "--config", "presets/debug.yaml", "--model.network.depth=4"]
+
+Row = namedtuple("Row", "what arguments expected message")  # expected: "exit" (status 2), an exception, "warning"
+
+TABLE = [
+    Row("a misspelt flag", [*QUICK, "--trainer.max_epochz", "3"], "exit", "Did you mean 'trainer.max_epochs'?"),
+    Row("a misspelt key in a config file", [*QUICK, "--config", "{typo_config}"], "exit",
+        "Did you mean 'model.label_smoothing'?"),
+    Row("a value of the wrong type", [*QUICK, "--model.network.depth", "abc"], "exit", "Given value: abc"),
+    Row("a depth of zero", [*QUICK, "--model.network.depth", "0"], "exit", "stage 1 has depth 0"),
+    Row("a negative depth", [*QUICK, "--model.network.depth", "-3"], "exit", "stage 1 has depth -3"),
+    Row("a depth list of the wrong length", [*QUICK, "--model.network.depth=[3, 3, 3]"], "exit",
+        "has 3 values; give one value for all 4 stages or a list of 4"),
+    Row("an unknown scheme", [*QUICK, "--model.network.scheme", "eulr"], "exit", "Given value: eulr"),
+    Row("an unknown gradient mode", [*QUICK, "--model.network.gradient", "adjiont"], "exit", "Given value: adjiont"),
+    Row("a trainable stage that does not exist", [*QUICK, "--model.trainable_stages=[7]"], "exit",
+        "names no stage 7"),
+    Row("anchor_every larger than the depth", [*QUICK, "--model.network.anchor_every", "9"], "warning",
+        "anchor_every=9 is larger than the stack's depth"),
+    Row("an unknown config name", ["fit", "--config", "cifar_ajdoint.yaml"], "exit",
+        "no shipped config has that name"),
+    Row("init_from: a missing file", [*QUICK, "--model.init_from", "nowhere.ckpt"], "exit",
+        "init_from: 'nowhere.ckpt' does not exist"),
+    Row("init_from: a checkpoint whose shapes do not fit", [*QUICK, "--model.init_from", "{narrow_checkpoint}"],
+        "exit", "but the model's has shape"),
+    Row("a data folder that is missing", [*CIFAR, "--data.root", "{tmp}/nowhere"], "exit", "No CIFAR-10 data under"),
+    Row("a data folder that is empty", [*CIFAR, "--data.root", "{empty_tree}"], "exit", "has no class folders"),
+    Row("a corrupt image", [*CIFAR, "--data.root", "{corrupt_tree}"], ValueError, "Cannot decode the image"),
+    Row("an output folder that cannot be written", [*QUICK, "--trainer.default_root_dir", "{a_file}/runs"], "exit",
+        "cannot create the run folder"),
+    Row("a disk too full for the checkpoints", [*QUICK], "exit", "MiB free, but this run's checkpoints need"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def places(tmp_path, cifar_jpg_root, monkeypatch):
+    """The files and folders the rows name, in an empty working folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["resnode"])
+    (tmp_path / "typo.yaml").write_text("modle:\n  label_smoothing: 0.1\n")
+    torch.save(ResNet(depth=[3, 3, 3, 3], base_width=8, in_channels=1).state_dict(), tmp_path / "narrow.pt")
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    (tmp_path / "empty" / "test").mkdir()
+    corrupt = shutil.copytree(cifar_jpg_root, tmp_path / "corrupt", ignore=shutil.ignore_patterns(".resnode_cache"))
+    sorted((corrupt / "test" / "dog").iterdir())[3].write_bytes(b"not a JPEG")
+    (tmp_path / "a_file").write_text("")
+    return {
+        "typo_config": tmp_path / "typo.yaml", "narrow_checkpoint": tmp_path / "narrow.pt", "tmp": tmp_path,
+        "empty_tree": tmp_path / "empty", "corrupt_tree": corrupt, "a_file": tmp_path / "a_file",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("row", TABLE, ids=[row.what for row in TABLE])
+def test_bad_input_gets_a_clear_message_before_training(row, places, capsys, monkeypatch, tmp_path):
+    arguments = [argument.format(**places) for argument in row.arguments]
+    if row.what.startswith("a disk too full"):
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 2**20))
+    if row.expected == "exit":
+        with pytest.raises(SystemExit) as exit:
+            main(arguments)
+        assert exit.value.code == 2
+        assert row.message in capsys.readouterr().err
+    elif row.expected == "warning":
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            main(arguments)
+        assert any(row.message in str(warning.message) for warning in caught)
+        return  # a warning, and the run goes on
+    else:
+        with pytest.raises(row.expected, match=row.message):
+            main(arguments)
+    assert not list(tmp_path.rglob("*.ckpt"))  # stopped before any training step
+
+
+def test_the_readme_troubleshooting_section_shows_every_row():
+    section = README.read_text().split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    for row in TABLE:
+        assert row.what in section and row.message in section, row.what

@@ -1,0 +1,217 @@
+"""Diagnostics of the adjoint: its gradient error measured beside exact gradients, during training
+(GradientErrorMonitor, with its fallback to exact gradients) and over depths (resnode gradcheck)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from stacks import conv_block, gradients, random_blocks, relative_error, stack_of
+from torch import nn
+from training_helpers import RandomImages, trainer
+
+from resnode_lightning.cli import main
+from resnode_lightning.diagnostics import adjoint_gradient_errors
+from resnode_lightning.models import named_stacks
+from resnode_lightning.numerics import GeneratorStates, ResidualStack
+from resnode_lightning.training import GradientErrorMonitor, ImageClassifier
+
+
+def images(batch: int = 8, channels: int = 4, size: int = 5) -> torch.Tensor:
+    return torch.randn(batch, channels, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+
+def mean_square(output: torch.Tensor) -> torch.Tensor:
+    return (output**2).mean()
+
+
+class DropoutBlock(nn.Module):
+    """A pre-activation block with Dropout inside: it draws random numbers at every evaluation."""
+
+    def __init__(self, channels: int = 4) -> None:
+        super().__init__()
+        self.block, self.dropout = conv_block(channels), nn.Dropout(0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.block(x))
+
+
+def network(depth: int = 3, zero_residuals: bool = False, dropout: bool = False) -> nn.Module:
+    """conv → BatchNorm → adjoint stack → BatchNorm → pool → linear, in float64."""
+    torch.manual_seed(0)
+    make = DropoutBlock if dropout else (lambda: conv_block(zero_init_last_bn=zero_residuals))
+    return nn.Sequential(
+        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4),
+        ResidualStack([make() for _ in range(depth)], gradient="adjoint"),
+        nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+    ).double()  # fmt: skip
+
+
+def test_a_lone_stack_has_the_error_of_its_adjoint_gradients_against_backprop():
+    stack = stack_of(random_blocks(conv_block, 3), gradient="adjoint")
+    x = images()
+    (error,) = adjoint_gradient_errors(stack, x, mean_square, {"stack": stack}).values()
+    _, _, exact, _ = gradients(stack, x, "backprop")
+    _, _, adjoint, _ = gradients(stack, x, "adjoint")
+    names = [name for name, _ in stack.named_parameters()]
+    for name, g, r in zip(names, adjoint, exact):
+        assert abs(error.relative_errors[name] - relative_error([g], [r])) < 1e-9 * max(1, error.relative_errors[name])
+    assert error.median > 1e-3 and error.max >= error.median and error.cosine_similarity < 1
+    assert abs(error.reconstruction_error - ((stack.reconstruct_input(stack(x)) - x).norm() / x.norm()).item()) < 1e-12
+
+
+def test_the_adjoint_of_zero_residuals_measures_exact():
+    model = network(zero_residuals=True)
+    (error,) = adjoint_gradient_errors(model, images(), lambda out: out.logsumexp(1).mean(),
+                                       dict(named_stacks(model))).values()  # fmt: skip
+    assert error.max < 1e-10 and error.reconstruction_error == 0 and abs(error.cosine_similarity - 1) < 1e-12
+
+
+def test_measuring_moves_no_statistic_no_gradient_no_random_state_no_mode():
+    model = network(dropout=True).train()
+    model[0].eval()  # a part in eval mode stays in eval mode
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 7.0)
+    state = {name: t.clone() for name, t in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    generator = torch.get_rng_state()
+    errors = adjoint_gradient_errors(model, images(), lambda out: out.logsumexp(1).mean(), dict(named_stacks(model)))
+    assert errors["2"].median > 0
+    assert all(torch.equal(t, state[name]) for name, t in model.state_dict().items())
+    assert all(torch.equal(p.grad, torch.full_like(p, 7.0)) for p in model.parameters())
+    assert torch.equal(torch.get_rng_state(), generator)
+    assert [m.training for m in model.modules()] == modes and model[2].gradient == "adjoint"
+
+
+def test_dropout_draws_the_same_masks_in_the_exact_and_the_adjoint_pass():
+    """With anchors at every step the adjoint is exact, masks included: the measured error is 0."""
+    model = network(dropout=True).train()
+    model[2].anchor_every = 1
+    (error,) = adjoint_gradient_errors(model, images(), lambda out: out.logsumexp(1).mean(),
+                                       dict(named_stacks(model))).values()  # fmt: skip
+    assert error.max < 1e-10
+
+
+def test_generator_states_replay_the_same_draws_and_leave_the_generator_as_it_was():
+    states = GeneratorStates.now(torch.device("cpu"))
+    first = torch.rand(3)
+    after = torch.get_rng_state()
+    with states.active(torch.device("cpu")):
+        assert torch.equal(torch.rand(3), first)
+    assert torch.equal(torch.get_rng_state(), after)
+
+
+# -- the monitor, in training -------------------------------------------------------------------
+
+
+class StackNet(nn.Module):
+    """3-channel 8x8 images → conv, BN → a residual stack of pre-activation blocks → pool, linear (4 classes)."""
+
+    def __init__(self, depth: int, zero_residuals: bool = False, dropout: bool = False, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        make = DropoutBlock if dropout else (lambda: conv_block(zero_init_last_bn=zero_residuals))
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
+        self.stack = ResidualStack([make() for _ in range(depth)], gradient="adjoint")
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stack(self.stem(x)))
+
+
+def fit(tmp_path, network: nn.Module, *callbacks, steps: int = 4, **options) -> ImageClassifier:
+    model = ImageClassifier(network, num_classes=4, optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+    trainer(tmp_path, callbacks=list(callbacks), limit_train_batches=steps, limit_val_batches=0,
+            **options).fit(model, RandomImages(batch_size=16))  # fmt: skip
+    return model
+
+
+def test_training_with_the_monitor_gives_bitwise_the_weights_and_statistics_of_training_without_it(tmp_path):
+    """Dropout draws from the generators and BatchNorm moves statistics: the monitor disturbs neither."""
+    without = fit(tmp_path / "a", StackNet(3, dropout=True)).network.state_dict()
+    monitor = GradientErrorMonitor(every_n_steps=1, samples=8)
+    model = fit(tmp_path / "b", StackNet(3, dropout=True), monitor)
+    assert model.network.state_dict().keys() == without.keys()
+    for name, tensor in model.network.state_dict().items():
+        assert torch.equal(tensor, without[name]), name
+    assert monitor.last_metrics["gradcheck/stack/median_relative_error"] > 0
+
+
+def test_the_monitor_logs_each_adjoint_stacks_errors_every_n_steps(tmp_path):
+    monitor = GradientErrorMonitor(every_n_steps=3, samples=8)
+    fit(tmp_path, StackNet(3), monitor, steps=4, logger=CSVLogger(tmp_path, name="log", version=0))
+    rows = (tmp_path / "log" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    column = header.index("gradcheck/stack/median_relative_error")
+    steps = [row.split(",")[header.index("step")] for row in rows[1:] if row.split(",")[column]]
+    assert steps == ["0", "3"]
+    for measure in ("max_relative_error", "cosine_similarity", "reconstruction_error"):
+        assert f"gradcheck/stack/{measure}" in header
+    assert 0 < monitor.last_metrics["gradcheck/stack/median_relative_error"] <= monitor.last_metrics[
+        "gradcheck/stack/max_relative_error"]  # fmt: skip
+
+
+def test_a_shallow_stack_trained_from_scratch_falls_back_to_checkpointing(tmp_path, caplog):
+    """Depth 2, residuals non-zero from the start: the adjoint's error is large (the paper's Fig. 3b)."""
+    monitor = GradientErrorMonitor(every_n_steps=1, samples=16, fallback_threshold=0.05, patience=2)
+    model = fit(tmp_path, StackNet(2), monitor, steps=4)
+    assert model.network.stack.gradient == "checkpoint"
+    assert monitor.switched == {"stack"}
+    assert monitor.state_dict()["switched"] == ["stack"]
+    assert "stack switches from the adjoint to gradient='checkpoint' at step 1: median relative gradient error" in (
+        caplog.text
+    )
+
+
+def test_zero_residuals_keep_the_adjoint(tmp_path):
+    monitor = GradientErrorMonitor(every_n_steps=1, samples=16, fallback_threshold=0.05, patience=2)
+    model = fit(tmp_path, StackNet(2, zero_residuals=True), monitor, steps=4)
+    assert model.network.stack.gradient == "adjoint" and not monitor.switched
+    assert monitor.last_metrics["gradcheck/stack/median_relative_error"] < 0.05
+
+
+def test_a_fallen_back_stack_returns_to_the_adjoint_below_switch_back_below():
+    monitor = GradientErrorMonitor(fallback_threshold=0.1, patience=2, fallback="backprop", switch_back_below=0.01)
+    stack = ResidualStack([nn.Identity()], gradient="adjoint")
+    modes = []
+    for step, error in enumerate([0.5, 0.05, 0.5, 0.5, 0.05, 0.005, 0.5]):
+        logged = monitor.decide("stack", stack, error, step)
+        modes.append((stack.gradient, logged.get("gradcheck/stack/fallback")))
+    assert modes == [
+        ("adjoint", None), ("adjoint", None), ("adjoint", None), ("backprop", 1.0),  # two in a row above 0.1
+        ("backprop", None), ("adjoint", 0.0), ("adjoint", None),  # back below 0.01, patience counts afresh
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"every_n_steps": 0}, "every_n_steps=0, but it counts the training steps between checks"),
+        ({"fallback": "adjoint"}, "fallback='adjoint' is not an exact gradient mode"),
+        ({"fallback_threshold": 0.1, "switch_back_below": 0.2}, "switch_back_below=0.2 needs a fallback_threshold"),
+    ],
+)
+def test_bad_monitor_options_are_refused_by_name(options, message):
+    with pytest.raises(ValueError, match=message):
+        GradientErrorMonitor(**options)
+
+
+def test_the_monitor_is_configured_from_yaml_under_trainer_callbacks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "monitor.yaml").write_text(
+        "trainer:\n"
+        "  callbacks:\n"
+        "    - class_path: resnode_lightning.training.GradientErrorMonitor\n"
+        "      init_args: {every_n_steps: 2, samples: 8, fallback_threshold: 0.5, patience: 2}\n"
+    )
+    cli = main([
+        "fit", "--config", "quickstart.yaml", "--config", "presets/debug.yaml", "--config", "monitor.yaml",
+        "--model.network.init_args.gradient", "adjoint", "--trainer.enable_progress_bar", "false",
+    ])  # fmt: skip
+    (monitor,) = [c for c in cli.trainer.callbacks if isinstance(c, GradientErrorMonitor)]
+    assert (monitor.every_n_steps, monitor.samples, monitor.fallback_threshold) == (2, 8, 0.5)
+    header = (tmp_path / "runs/quickstart/version_0/metrics.csv").read_text().splitlines()[0].split(",")
+    for stage in range(4):
+        assert f"gradcheck/stages.{stage}.stack/median_relative_error" in header
