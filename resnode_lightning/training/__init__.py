@@ -7,6 +7,18 @@ public API only.
 from .classifier import ImageClassifier
 from .gradient_monitor import GradientErrorMonitor
 from .monitoring import StepCost
+from .numerical_faults import NonFiniteTrainingError, SkipNonFiniteSteps
 from .optimization import apply_lr_scales, parameter_groups, warmup
+from .random_states import RandomStates
 
-__all__ = ["GradientErrorMonitor", "ImageClassifier", "StepCost", "apply_lr_scales", "parameter_groups", "warmup"]
+__all__ = [
+    "GradientErrorMonitor",
+    "ImageClassifier",
+    "NonFiniteTrainingError",
+    "RandomStates",
+    "SkipNonFiniteSteps",
+    "StepCost",
+    "apply_lr_scales",
+    "parameter_groups",
+    "warmup",
+]

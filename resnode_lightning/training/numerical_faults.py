@@ -71,18 +71,19 @@ class SkipNonFiniteSteps(Callback):
         finite = self.loss_finite
         if gradients:  # the largest |g|: NaN if any entry is NaN, inf if any is infinite
             finite = finite & torch.isfinite(torch.nn.utils.get_total_norm(gradients, math.inf))
-        loss_finite, self.loss_finite = bool(self.loss_finite), True
+        loss_finite, self.loss_finite = self.loss_finite, True
         buffers, self.buffers = self.buffers, None
-        bad = trainer.strategy.reduce_boolean_decision(not bool(finite), all=False)
+        bad = trainer.strategy.reduce_boolean_decision(not bool(finite), all=False)  # the one sync per step
         if not bad:
             self.consecutive = 0
         else:
-            self.skip(trainer, pl_module, optimizer, loss_finite)
+            self.skip(trainer, pl_module, optimizer, bool(loss_finite))
             for buffer, saved in zip(pl_module.buffers(), buffers or [], strict=bool(buffers)):
                 buffer.copy_(saved)
         pl_module.log("train/skipped_steps", float(self.skipped))
 
     def skip(self, trainer: Trainer, pl_module: LightningModule, optimizer, loss_finite: bool) -> None:
+        """Count the bad step, stop if it is one too many in a row, or warn and drop the gradients."""
         self.skipped += 1
         self.consecutive += 1
         where = describe_non_finite(pl_module, loss_finite)
