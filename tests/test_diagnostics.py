@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import functools
+import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +17,7 @@ from training_helpers import RandomImages, trainer
 
 from resnode_lightning.cli import main
 from resnode_lightning.diagnostics import adjoint_gradient_errors
+from resnode_lightning.diagnostics.gradcheck import build_from_config
 from resnode_lightning.models import named_stacks
 from resnode_lightning.numerics import GeneratorStates, ResidualStack
 from resnode_lightning.training import GradientErrorMonitor, ImageClassifier
@@ -215,3 +219,69 @@ def test_the_monitor_is_configured_from_yaml_under_trainer_callbacks(tmp_path, m
     header = (tmp_path / "runs/quickstart/version_0/metrics.csv").read_text().splitlines()[0].split(",")
     for stage in range(4):
         assert f"gradcheck/stages.{stage}.stack/median_relative_error" in header
+
+
+# -- resnode gradcheck --------------------------------------------------------------------------
+
+
+def gradcheck(capsys, *args: str) -> tuple[str, dict]:
+    main(["gradcheck", "--config", "quickstart.yaml", "--samples", "8", *args])
+    out = capsys.readouterr().out
+    folder = Path(out.split("Written: ")[1].split(",")[0]).parent
+    return out, json.loads((folder / "gradcheck.json").read_text())
+
+
+def test_gradcheck_runs_on_the_quickstart_config_and_writes_a_table_json_and_a_figure(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out, results = gradcheck(capsys, "--depths", "2", "4")
+    folder = tmp_path / "runs/gradcheck/quickstart/version_0"
+    assert {p.name for p in folder.iterdir()} == {"gradcheck.txt", "gradcheck.json", "gradcheck.png"}
+    assert (folder / "gradcheck.png").read_bytes()[:4] == b"\x89PNG"
+    assert "inputs: one training batch of the config's data (DigitsDataModule), 8 samples" in out
+    assert "euler median" in out and "heun max" in out and (folder / "gradcheck.txt").read_text() in out + "\n"
+    assert [(row["depth"], row["scheme"]) for row in results["results"]] == [
+        (2, "euler"), (2, "heun"), (4, "euler"), (4, "heun")]  # fmt: skip
+    stacks = results["results"][2]["stacks"]
+    assert set(stacks) == {f"stages.{i}.stack" for i in range(4)}
+    assert "blocks.0.conv1.weight" in stacks["stages.2.stack"]["relative_errors"]
+    assert "rounding level" in out  # as built, every residual is zero: the adjoint is exact
+
+
+def tied_quickstart_weights(path: Path) -> None:
+    """The quickstart's tied network with non-zero residuals: weights constant (so smooth) in depth."""
+    model, _ = build_from_config(["quickstart.yaml"])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for _, stack in named_stacks(model.network):
+            for name, parameter in stack.named_parameters():
+                parameter.copy_(torch.randn_like(parameter) * (0.5 if "conv" in name else 1.0))
+    torch.save(model.network.state_dict(), path)
+
+
+def test_gradcheck_errors_shrink_with_depth_and_heun_beats_euler_on_weights_smooth_in_depth(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    tied_quickstart_weights(tmp_path / "tied.pt")
+    _, results = gradcheck(capsys, "--ckpt_path", "tied.pt", "--depths", "3", "6", "12", "--output", "out")
+    median = {(row["depth"], row["scheme"]): row["median"] for row in results["results"]}
+    assert median[3, "euler"] > median[6, "euler"] > median[12, "euler"] > 0, median
+    assert median[3, "heun"] > median[6, "heun"] > median[12, "heun"], median
+    for depth in (3, 6, 12):
+        assert median[depth, "heun"] < median[depth, "euler"] / 3, median
+    assert results["weights"] == "tied.pt" and (tmp_path / "out" / "gradcheck.png").is_file()
+
+
+def test_gradcheck_refuses_a_checkpoint_that_would_run_code_when_unpickled(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+
+    class Malicious:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    torch.save({"state_dict": Malicious()}, tmp_path / "evil.ckpt")
+    with pytest.raises(SystemExit) as exit:
+        main(["gradcheck", "--config", "quickstart.yaml", "--ckpt_path", "evil.ckpt", "--depths", "2"])
+    assert exit.value.code == 2
+    assert "holds objects other than tensors and plain containers, which are not loaded" in capsys.readouterr().err
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "runs").exists()
