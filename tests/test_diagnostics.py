@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 from lightning.pytorch.loggers import CSVLogger
 from stacks import conv_block, gradients, random_blocks, relative_error, stack_of
 from torch import nn
@@ -285,3 +287,65 @@ def test_gradcheck_refuses_a_checkpoint_that_would_run_code_when_unpickled(tmp_p
     assert exit.value.code == 2
     assert "holds objects other than tensors and plain containers, which are not loaded" in capsys.readouterr().err
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "runs").exists()
+
+
+# -- under DDP ----------------------------------------------------------------------------------
+
+
+class OtherRanksAbove:
+    """A stand-in for a trainer whose strategy averages this rank's errors with ranks that see 0.9."""
+
+    global_step, loggers = 0, []
+
+    def __init__(self) -> None:
+        self.strategy = self
+        self.precision_plugin = self
+
+    def train_step_context(self):
+        return contextlib.nullcontext()
+
+    def reduce(self, tensor: torch.Tensor, reduce_op: str) -> torch.Tensor:
+        assert reduce_op == "mean"
+        return (tensor + 0.9) / 2
+
+
+def test_the_fallback_decides_on_the_errors_averaged_over_the_ranks_not_on_this_ranks_own():
+    model = ImageClassifier(StackNet(2, zero_residuals=True), num_classes=4)
+    monitor = GradientErrorMonitor(every_n_steps=1, fallback_threshold=0.3, patience=1)
+    data = RandomImages(batch_size=16)
+    monitor.on_train_batch_start(OtherRanksAbove(), model, next(iter(data.loader())), 0)
+    assert model.network.stack.gradient == "checkpoint"  # this rank's own error is 0: the mean, 0.45, decided
+    assert monitor.last_metrics["gradcheck/stack/median_relative_error"] == pytest.approx(0.45)
+
+
+class SaveGradientModes(Callback):
+    """At the end of training, every rank writes its stacks' gradient modes as ``rank<k>.json``."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        modes = {name: stack.gradient for name, stack in named_stacks(pl_module.network)}
+        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(modes))
+
+
+@pytest.mark.slow
+def test_two_ddp_ranks_fall_back_at_the_same_step_and_keep_the_same_weights(tmp_path):
+    from test_ddp import TANH_NET, assert_same_weights, fit
+
+    monitor = ["--trainer.callbacks+=resnode_lightning.training.GradientErrorMonitor",
+               "--trainer.callbacks.every_n_steps", "1", "--trainer.callbacks.samples", "8",
+               "--trainer.callbacks.fallback_threshold", "1e-9", "--trainer.callbacks.patience", "2",
+               "--trainer.callbacks+=test_diagnostics.SaveGradientModes",
+               "--trainer.callbacks.folder", str(tmp_path / "modes")]  # fmt: skip
+    # quickstart.yaml's `gradient: backprop` carries over to TanhStackNet's own `gradient` argument unless given
+    ranks = fit(tmp_path, *TANH_NET, "--model.network.gradient", "adjoint", *monitor)
+    assert_same_weights(ranks[0], ranks[1], rtol=0, atol=0)
+    rows = (tmp_path / "runs/quickstart/version_0/metrics.csv").read_text().splitlines()
+    logged = [dict(zip(rows[0].split(","), row.split(","))) for row in rows[1:]]
+    switched = [row["step"] for row in logged if row.get("gradcheck/untied/fallback")]
+    assert switched == ["1"]
+    for rank in (0, 1):
+        modes = json.loads((tmp_path / "modes" / f"rank{rank}.json").read_text())
+        assert modes == {"untied": "checkpoint", "tied": "checkpoint"}
