@@ -171,6 +171,20 @@ def test_a_shallow_stack_trained_from_scratch_falls_back_to_checkpointing(tmp_pa
     )
 
 
+def test_a_fallback_survives_resuming_from_a_checkpoint(tmp_path):
+    monitor = GradientErrorMonitor(every_n_steps=1, samples=16, fallback_threshold=0.05, patience=1)
+    model = ImageClassifier(StackNet(2), num_classes=4)
+    first = trainer(tmp_path, callbacks=[monitor], limit_train_batches=1, limit_val_batches=0)
+    first.fit(model, RandomImages(batch_size=16))
+    assert model.network.stack.gradient == "checkpoint"
+    first.save_checkpoint(tmp_path / "switched.ckpt")
+    resumed = ImageClassifier(StackNet(2), num_classes=4)
+    never = GradientErrorMonitor(every_n_steps=100, fallback_threshold=0.05, patience=1)
+    trainer(tmp_path, callbacks=[never], max_epochs=2, limit_train_batches=1, limit_val_batches=0).fit(
+        resumed, RandomImages(batch_size=16), ckpt_path=tmp_path / "switched.ckpt")  # fmt: skip
+    assert resumed.network.stack.gradient == "checkpoint" and never.switched == {"stack"}
+
+
 def test_zero_residuals_keep_the_adjoint(tmp_path):
     monitor = GradientErrorMonitor(every_n_steps=1, samples=16, fallback_threshold=0.05, patience=2)
     model = fit(tmp_path, StackNet(2, zero_residuals=True), monitor, steps=4)
