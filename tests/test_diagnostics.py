@@ -363,3 +363,11 @@ def test_two_ddp_ranks_fall_back_at_the_same_step_and_keep_the_same_weights(tmp_
     for rank in (0, 1):
         modes = json.loads((tmp_path / "modes" / f"rank{rank}.json").read_text())
         assert modes == {"untied": "checkpoint", "tied": "checkpoint"}
+
+
+def test_gradcheck_without_the_data_uses_random_inputs_of_its_shape_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main(["gradcheck", "--config", "cifar_adjoint.yaml", "--depths", "2", "--samples", "4", "--output", "out"])
+    out = capsys.readouterr().out
+    assert "inputs: random inputs of shape [4, 3, 32, 32]: the config's data is not available (No CIFAR-10 data" in out
+    assert json.loads((tmp_path / "out" / "gradcheck.json").read_text())["inputs"].startswith("random inputs")

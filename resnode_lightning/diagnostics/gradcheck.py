@@ -221,21 +221,24 @@ def plot(results: list[dict[str, Any]], path: Path, title: str) -> None:
     from matplotlib import pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4.2))
+    drawn = False
     for scheme, color, offset in (("euler", "tab:blue", 0.97), ("heun", "tab:orange", 1.03)):
         rows = [r for r in results if r["scheme"] == scheme]
         for row in rows:
             every = [e for s in row["stacks"].values() for e in s["relative_errors"].values() if 0 < e < math.inf]
             axes.scatter([row["depth"] * offset] * len(every), every, s=6, alpha=0.3, color=color, linewidths=0)
+            drawn = drawn or bool(every)
         medians = [(r["depth"], r["median"]) for r in rows if 0 < r["median"] < math.inf]
         if medians:
-            axes.plot(*zip(*medians), "o-", color=color, label=LABELS[scheme])
+            axes.plot(*zip(*medians), "o-", color=color, label=f"{LABELS[scheme]}, median")
     axes.set(xscale="log", yscale="log", xlabel="depth", ylabel="relative gradient error per parameter", title=title)
     depths = sorted({r["depth"] for r in results})
     axes.set_xticks(depths, [str(d) for d in depths])
     axes.minorticks_off()
     if axes.get_legend_handles_labels()[0]:
         axes.legend()
-    else:
+    if not drawn:  # nothing positive to draw: give the log axis a range of its own
+        axes.set_ylim(1e-17, 1)
         axes.text(0.5, 0.5, "every error is 0 (exact)", transform=axes.transAxes, ha="center")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
