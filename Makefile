@@ -34,6 +34,7 @@ bench: install $(CIFAR)
 	$(PY) benchmarks/input_pipeline.py --root $(CIFAR)
 	$(PY) benchmarks/fit_overhead.py --root $(CIFAR)
 	$(PY) benchmarks/ddp_throughput.py --root $(CIFAR)
+	$(PY) benchmarks/gradient_monitor_cost.py
 
 lint: install
 	$(PY) -m ruff check resnode_lightning tests benchmarks

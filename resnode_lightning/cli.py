@@ -4,6 +4,8 @@
 the same configs and ``--ckpt_path``; ``resnode configs`` lists the configs that ship with the
 package, which ``--config`` finds by bare name from any folder. Every run writes into its own
 folder ``runs/<config name>/version_<k>/``: the resolved config, the checkpoints and the logs.
+``resnode sweep`` runs a sweep file's runs; ``resnode gradcheck`` measures the adjoint's gradient
+error of a config's network over depths (:mod:`resnode_lightning.diagnostics.gradcheck`).
 """
 
 from __future__ import annotations
@@ -277,7 +279,18 @@ def main(args: ArgsType = None) -> ResNodeCLI | None:
 
         sweep_command(argv[1:])
         return None
-    return ResNodeCLI(
+    if argv[:1] == ["gradcheck"]:
+        from .diagnostics.gradcheck import gradcheck_command
+
+        gradcheck_command(argv[1:])
+        return None
+    return resnode_cli(args)
+
+
+def resnode_cli(args: ArgsType, cli_class: type[ResNodeCLI] = ResNodeCLI, **options) -> ResNodeCLI:
+    """The ``resnode`` LightningCLI over ``args`` (a subclass of :class:`ResNodeCLI` may build less,
+    as ``resnode gradcheck`` does; ``options`` go to LightningCLI, e.g. ``run=False``)."""
+    return cli_class(
         ImageClassifier,
         LightningDataModule,
         subclass_mode_data=True,
@@ -288,4 +301,5 @@ def main(args: ArgsType = None) -> ResNodeCLI | None:
         auto_configure_optimizers=False,
         parser_kwargs={"version": __version__, "prog": "resnode", "description": DESCRIPTION},
         args=args,
+        **options,
     )

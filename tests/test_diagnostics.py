@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 from lightning.pytorch.loggers import CSVLogger
 from stacks import conv_block, gradients, random_blocks, relative_error, stack_of
 from torch import nn
@@ -14,6 +19,7 @@ from training_helpers import RandomImages, trainer
 
 from resnode_lightning.cli import main
 from resnode_lightning.diagnostics import adjoint_gradient_errors
+from resnode_lightning.diagnostics.gradcheck import build_from_config
 from resnode_lightning.models import named_stacks
 from resnode_lightning.numerics import GeneratorStates, ResidualStack
 from resnode_lightning.training import GradientErrorMonitor, ImageClassifier
@@ -165,6 +171,20 @@ def test_a_shallow_stack_trained_from_scratch_falls_back_to_checkpointing(tmp_pa
     )
 
 
+def test_a_fallback_survives_resuming_from_a_checkpoint(tmp_path):
+    monitor = GradientErrorMonitor(every_n_steps=1, samples=16, fallback_threshold=0.05, patience=1)
+    model = ImageClassifier(StackNet(2), num_classes=4)
+    first = trainer(tmp_path, callbacks=[monitor], limit_train_batches=1, limit_val_batches=0)
+    first.fit(model, RandomImages(batch_size=16))
+    assert model.network.stack.gradient == "checkpoint"
+    first.save_checkpoint(tmp_path / "switched.ckpt")
+    resumed = ImageClassifier(StackNet(2), num_classes=4)
+    never = GradientErrorMonitor(every_n_steps=100, fallback_threshold=0.05, patience=1)
+    trainer(tmp_path, callbacks=[never], max_epochs=2, limit_train_batches=1, limit_val_batches=0).fit(
+        resumed, RandomImages(batch_size=16), ckpt_path=tmp_path / "switched.ckpt")  # fmt: skip
+    assert resumed.network.stack.gradient == "checkpoint" and never.switched == {"stack"}
+
+
 def test_zero_residuals_keep_the_adjoint(tmp_path):
     monitor = GradientErrorMonitor(every_n_steps=1, samples=16, fallback_threshold=0.05, patience=2)
     model = fit(tmp_path, StackNet(2, zero_residuals=True), monitor, steps=4)
@@ -215,3 +235,139 @@ def test_the_monitor_is_configured_from_yaml_under_trainer_callbacks(tmp_path, m
     header = (tmp_path / "runs/quickstart/version_0/metrics.csv").read_text().splitlines()[0].split(",")
     for stage in range(4):
         assert f"gradcheck/stages.{stage}.stack/median_relative_error" in header
+
+
+# -- resnode gradcheck --------------------------------------------------------------------------
+
+
+def gradcheck(capsys, *args: str) -> tuple[str, dict]:
+    main(["gradcheck", "--config", "quickstart.yaml", "--samples", "8", *args])
+    out = capsys.readouterr().out
+    folder = Path(out.split("Written: ")[1].split(",")[0]).parent
+    return out, json.loads((folder / "gradcheck.json").read_text())
+
+
+def test_gradcheck_runs_on_the_quickstart_config_and_writes_a_table_json_and_a_figure(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out, results = gradcheck(capsys, "--depths", "2", "4")
+    folder = tmp_path / "runs/gradcheck/quickstart/version_0"
+    assert {p.name for p in folder.iterdir()} == {"gradcheck.txt", "gradcheck.json", "gradcheck.png"}
+    assert (folder / "gradcheck.png").read_bytes()[:4] == b"\x89PNG"
+    assert "inputs: one training batch of the config's data (DigitsDataModule), 8 samples" in out
+    assert "euler median" in out and "heun max" in out and (folder / "gradcheck.txt").read_text() in out + "\n"
+    assert [(row["depth"], row["scheme"]) for row in results["results"]] == [
+        (2, "euler"), (2, "heun"), (4, "euler"), (4, "heun")]  # fmt: skip
+    stacks = results["results"][2]["stacks"]
+    assert set(stacks) == {f"stages.{i}.stack" for i in range(4)}
+    assert "blocks.0.conv1.weight" in stacks["stages.2.stack"]["relative_errors"]
+    assert "rounding level" in out  # as built, every residual is zero: the adjoint is exact
+
+
+def tied_quickstart_weights(path: Path) -> None:
+    """The quickstart's tied network with non-zero residuals: weights constant (so smooth) in depth."""
+    model, _ = build_from_config(["quickstart.yaml"])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for _, stack in named_stacks(model.network):
+            for name, parameter in stack.named_parameters():
+                parameter.copy_(torch.randn_like(parameter) * (0.5 if "conv" in name else 1.0))
+    torch.save(model.network.state_dict(), path)
+
+
+def test_gradcheck_errors_shrink_with_depth_and_heun_beats_euler_on_weights_smooth_in_depth(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    tied_quickstart_weights(tmp_path / "tied.pt")
+    _, results = gradcheck(capsys, "--ckpt_path", "tied.pt", "--depths", "3", "6", "12", "--output", "out")
+    median = {(row["depth"], row["scheme"]): row["median"] for row in results["results"]}
+    assert median[3, "euler"] > median[6, "euler"] > median[12, "euler"] > 0, median
+    assert median[3, "heun"] > median[6, "heun"] > median[12, "heun"], median
+    for depth in (3, 6, 12):
+        assert median[depth, "heun"] < median[depth, "euler"] / 3, median
+    assert results["weights"] == "tied.pt" and (tmp_path / "out" / "gradcheck.png").is_file()
+
+
+def test_gradcheck_refuses_a_checkpoint_that_would_run_code_when_unpickled(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+
+    class Malicious:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    torch.save({"state_dict": Malicious()}, tmp_path / "evil.ckpt")
+    with pytest.raises(SystemExit) as exit:
+        main(["gradcheck", "--config", "quickstart.yaml", "--ckpt_path", "evil.ckpt", "--depths", "2"])
+    assert exit.value.code == 2
+    assert "holds objects other than tensors and plain containers, which are not loaded" in capsys.readouterr().err
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "runs").exists()
+
+
+# -- under DDP ----------------------------------------------------------------------------------
+
+
+class OtherRanksAbove:
+    """A stand-in for a trainer whose strategy averages this rank's errors with ranks that see 0.9."""
+
+    global_step, loggers = 0, []
+
+    def __init__(self) -> None:
+        self.strategy = self
+        self.precision_plugin = self
+
+    def train_step_context(self):
+        return contextlib.nullcontext()
+
+    def reduce(self, tensor: torch.Tensor, reduce_op: str) -> torch.Tensor:
+        assert reduce_op == "mean"
+        return (tensor + 0.9) / 2
+
+
+def test_the_fallback_decides_on_the_errors_averaged_over_the_ranks_not_on_this_ranks_own():
+    model = ImageClassifier(StackNet(2, zero_residuals=True), num_classes=4)
+    monitor = GradientErrorMonitor(every_n_steps=1, fallback_threshold=0.3, patience=1)
+    data = RandomImages(batch_size=16)
+    monitor.on_train_batch_start(OtherRanksAbove(), model, next(iter(data.loader())), 0)
+    assert model.network.stack.gradient == "checkpoint"  # this rank's own error is 0: the mean, 0.45, decided
+    assert monitor.last_metrics["gradcheck/stack/median_relative_error"] == pytest.approx(0.45)
+
+
+class SaveGradientModes(Callback):
+    """At the end of training, every rank writes its stacks' gradient modes as ``rank<k>.json``."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        modes = {name: stack.gradient for name, stack in named_stacks(pl_module.network)}
+        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(modes))
+
+
+@pytest.mark.slow
+def test_two_ddp_ranks_fall_back_at_the_same_step_and_keep_the_same_weights(tmp_path):
+    from test_ddp import TANH_NET, assert_same_weights, fit
+
+    monitor = ["--trainer.callbacks+=resnode_lightning.training.GradientErrorMonitor",
+               "--trainer.callbacks.every_n_steps", "1", "--trainer.callbacks.samples", "8",
+               "--trainer.callbacks.fallback_threshold", "1e-9", "--trainer.callbacks.patience", "2",
+               "--trainer.callbacks+=test_diagnostics.SaveGradientModes",
+               "--trainer.callbacks.folder", str(tmp_path / "modes")]  # fmt: skip
+    # quickstart.yaml's `gradient: backprop` carries over to TanhStackNet's own `gradient` argument unless given
+    ranks = fit(tmp_path, *TANH_NET, "--model.network.gradient", "adjoint", *monitor)
+    assert_same_weights(ranks[0], ranks[1], rtol=0, atol=0)
+    rows = (tmp_path / "runs/quickstart/version_0/metrics.csv").read_text().splitlines()
+    logged = [dict(zip(rows[0].split(","), row.split(","))) for row in rows[1:]]
+    switched = [row["step"] for row in logged if row.get("gradcheck/untied/fallback")]
+    assert switched == ["1"]
+    for rank in (0, 1):
+        modes = json.loads((tmp_path / "modes" / f"rank{rank}.json").read_text())
+        assert modes == {"untied": "checkpoint", "tied": "checkpoint"}
+
+
+def test_gradcheck_without_the_data_uses_random_inputs_of_its_shape_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main(["gradcheck", "--config", "cifar_adjoint.yaml", "--depths", "2", "--samples", "4", "--output", "out"])
+    out = capsys.readouterr().out
+    assert "inputs: random inputs of shape [4, 3, 32, 32]: the config's data is not available (No CIFAR-10 data" in out
+    assert json.loads((tmp_path / "out" / "gradcheck.json").read_text())["inputs"].startswith("random inputs")

@@ -2,6 +2,7 @@
 
 import copy
 import math
+import os
 
 import pytest
 import torch
@@ -197,6 +198,17 @@ def test_a_file_with_other_objects_than_tensors_is_not_unpickled(tmp_path):
     torch.save({"state_dict": tied_resnet().state_dict(), "optimizer": torch.optim.SGD}, tmp_path / "bad.ckpt")
     with pytest.raises(ValueError, match="weights_only=True"):
         load_weights(ResNet(depth=4, base_width=4), tmp_path / "bad.ckpt")
+
+
+def test_a_pickle_that_would_run_code_is_refused_as_holding_other_objects_and_runs_nothing(tmp_path):
+    class Malicious:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    torch.save({"state_dict": Malicious()}, tmp_path / "evil.ckpt")
+    with pytest.raises(ValueError, match=r"holds objects other than tensors .*\(weights_only=True\)"):
+        load_weights(ResNet(depth=4, base_width=4), tmp_path / "evil.ckpt")
+    assert not (tmp_path / "pwned").exists()
 
 
 def checkpoint_without(key: str) -> dict:

@@ -206,7 +206,9 @@ def load_file(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Unsupported global" not in str(error):
+        # "Unsupported global: GLOBAL torch.optim.sgd.SGD", or "unsupported GLOBAL posix.system whose
+        # module posix is blocked" for a pickle that would run code
+        if "unsupported global" not in str(error).lower():
             raise unreadable(path, error) from error
         raise ValueError(
             f"{os.fspath(path)!r} holds objects other than tensors and plain containers, which are "
