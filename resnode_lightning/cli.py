@@ -97,43 +97,44 @@ class ResNodeCLI(LightningCLI):
 
     def make_run_folder(self) -> Path:
         """Give the run its folder, ``runs/<name>/version_<k>``, and point the trainer, the checkpoints
-        and every logger there. The name is the first config file's (or a logger's, when a saved
-        config is run again). The config saved with the run keeps the names but not the folder, so
+        and every logger there. The config saved with the run keeps the names but not the folder, so
         that running it again makes a new folder."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         loggers = [logger for logger in always_list(config.trainer.logger) if hasattr(logger, "init_args")]
+        name = self.name_run(config, loggers)
+        self.save_config_kwargs["saved"] = copy.deepcopy(config)
+        root = Path(config.trainer.default_root_dir or RUNS)
+        if config.get("ckpt_path") == "last":
+            config.ckpt_path = resolve_last(root / name, self.subcommand)
+        folder = new_run_folder(root, name)
+        config.trainer.default_root_dir = str(folder)
+        self.point_checkpoints(config, folder)
+        point_loggers(loggers, root, folder)
+        return folder
+
+    def name_run(self, config, loggers: list) -> str:
+        """The run's name: a logger's explicit one (a saved config run again) or the first config
+        file's; given to the loggers that have none (W&B's with the overriding flags)."""
         named = [logger.init_args.name for logger in loggers if logger.init_args.get("name") not in NO_NAME]
         name = named[0] if named else Path(config.config[0]).stem if config.get("config") else "resnode"
         for logger in loggers:
             if logger.init_args.get("name") in NO_NAME:
                 wandb = logger.class_path.endswith("WandbLogger")
                 logger.init_args.name = run_title(name, self.arguments) if wandb else name
-        self.save_config_kwargs["saved"] = copy.deepcopy(config)
+        return name
 
-        root = Path(config.trainer.default_root_dir or RUNS)
-        if config.get("ckpt_path") == "last":
-            config.ckpt_path = resolve_last(root / name, self.subcommand)
-        folder = new_run_folder(root, name)
-        config.trainer.default_root_dir = str(folder)
+    def point_checkpoints(self, config, folder: Path) -> None:
+        """Checkpoints into ``folder/checkpoints``. One ModelCheckpoint cannot save best.ckpt after
+        each validation and last.ckpt every n steps (its triggers are exclusive, and a step trigger
+        would save "best" weights that were never validated): ``checkpoint.every_n_train_steps``
+        goes to a second one, for last.ckpt."""
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(folder / "checkpoints")
-        # One ModelCheckpoint cannot save best.ckpt after each validation and last.ckpt every n
-        # steps (its triggers are exclusive, and a step trigger would save "best" weights that
-        # were never validated): checkpoint.every_n_train_steps goes to a second one, for last.ckpt.
         every_n_train_steps, config.checkpoint.every_n_train_steps = config.checkpoint.every_n_train_steps, None
         self.trainer_defaults = {
             **self.trainer_defaults,
             "callbacks": [RandomStates(), *step_checkpoint(config.checkpoint.dirpath, every_n_train_steps)],
         }
-        for logger in loggers:
-            init_args = logger.init_args
-            if logger.class_path.endswith("WandbLogger"):
-                init_args.save_dir = str(folder)
-                if not init_args.offline and (offline := offline_by_default()) is not None:
-                    init_args.offline = offline
-            elif {"save_dir", "version"} <= set(init_args.keys()):  # CSV, TensorBoard
-                init_args.save_dir, init_args.version = str(root), folder.name
-        return folder
 
     def instantiate_classes(self) -> None:
         """Build the model, the data and the trainer; a config that cannot be built (a depth of 0,
@@ -222,6 +223,18 @@ def step_checkpoint(dirpath: str, every_n_train_steps: int | None) -> list[Model
             dirpath, save_top_k=0, save_last=True, every_n_train_steps=every_n_train_steps, enable_version_counter=False
         )
     ]
+
+
+def point_loggers(loggers: list, root: Path, folder: Path) -> None:
+    """Every logger writes into the run folder; W&B offline by itself where there is no account."""
+    for logger in loggers:
+        init_args = logger.init_args
+        if logger.class_path.endswith("WandbLogger"):
+            init_args.save_dir = str(folder)
+            if not init_args.offline and (offline := offline_by_default()) is not None:
+                init_args.offline = offline
+        elif {"save_dir", "version"} <= set(init_args.keys()):  # CSV, TensorBoard
+            init_args.save_dir, init_args.version = str(root), folder.name
 
 
 def always_list(value) -> list:

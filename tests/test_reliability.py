@@ -4,6 +4,7 @@ non-finite steps never reach the weights; untrusted files run no code; runs repe
 import errno
 import functools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -113,10 +114,10 @@ def test_ckpt_path_last_without_an_earlier_run_starts_afresh_in_fit_and_is_refus
         cli = main(["fit", "--config", "quickstart.yaml", *DEBUG, "--ckpt_path", "last"])
     assert cli.trainer.global_step == 4
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as exit:  # a one-line error, before any work
         main(["validate", "--config", "quickstart_finetune.yaml", *DEBUG, "--ckpt_path", "last"])
     assert exit.value.code == 2
-    assert "error: --ckpt_path last: no earlier run in 'runs/quickstart_finetune'" in capsys.readouterr().err
+    assert "no earlier run in 'runs/quickstart_finetune'" in capsys.readouterr().err
 
 
 # -- checkpoints are never half-written ------------------------------------------------------------
@@ -325,11 +326,10 @@ def test_init_from_refuses_a_checkpoint_that_would_run_code_naming_the_file(in_e
     evil = in_empty_folder / "evil.ckpt"
     state = SimpleResNet().state_dict()
     torch.save({"state_dict": {f"network.{k}": v for k, v in state.items()}, "payload": CreatesAFile(marker)}, evil)
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as exit:  # refused before any work, in one line
         main(["fit", "--config", "quickstart.yaml", *DEBUG, "--model.init_from", str(evil)])
     assert exit.value.code == 2
-    error = capsys.readouterr().err
-    assert f"error: {str(evil)!r} holds objects other than tensors" in error and "could run any code" in error
+    assert re.search(r"'.*evil.ckpt' holds objects other than tensors .* could run any code", capsys.readouterr().err)
     assert not marker.exists()
     torch.load(evil, weights_only=False)  # what a full load would have done
     assert marker.exists()
