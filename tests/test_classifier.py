@@ -34,6 +34,13 @@ def test_validation_metrics_leave_out_the_sanity_check_batches(tmp_path):
     assert set(fit.callback_metrics) >= {"train/loss", "train/acc", "train/lr", "val/loss", "val/acc1"}
 
 
+def test_accuracy_is_the_fraction_of_samples_classified_right_not_a_mean_over_classes():
+    model = classifier()
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 0, 1]), 4).float()  # 3 of 4 right, all class 0
+    model.val_metrics(logits, torch.tensor([0, 0, 0, 0]))
+    assert model.val_metrics.compute()["val/acc1"] == pytest.approx(0.75)  # a macro average would say 0.375
+
+
 def test_top5_only_with_more_than_five_classes():
     assert list(classifier().val_metrics.keys(keep_base=False)) == ["val/acc1"]
     many = ImageClassifier(resnet(num_classes=10), num_classes=10)

@@ -433,3 +433,12 @@ def test_imagenet_refuses_a_wrong_class_count_and_a_missing_folder_naming_them(c
         ImageNetDataModule(root=str(cifar_jpg_root), val_dir="test").setup("fit")
     with pytest.raises(FileNotFoundError, match=f"No images under {cifar_jpg_root / 'val'}.*no download"):
         ImageNetDataModule(root=str(cifar_jpg_root), num_classes=10).setup("fit")
+
+
+def test_a_cifar_image_tree_is_served_in_a_mixed_order_so_that_any_prefix_has_every_class(cifar_jpg_root):
+    """The tree lists images class by class; a limited validation (the first batches) must not see
+    only the first classes."""
+    data = CIFAR10DataModule(root=str(cifar_jpg_root), batch_size=20)
+    data.setup("fit")
+    first_batch_labels = next(iter(data.val_dataloader()))[1]
+    assert len(set(first_batch_labels.tolist())) >= 7

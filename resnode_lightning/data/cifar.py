@@ -13,6 +13,12 @@ from .image_folder import decode_image_folder, list_image_folder
 from .in_memory import InMemoryDataModule, Split, seeded_split
 
 
+def mixed(split: Split) -> Split:
+    """The split in one fixed pseudo-random order (seed 0, whatever the run's seed)."""
+    order = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(0))
+    return split.subset(order)
+
+
 class CIFAR10DataModule(InMemoryDataModule):
     """CIFAR-10 with the paper's recipe: random crop 32 after zero padding 4, horizontal flip, normalisation.
 
@@ -113,7 +119,10 @@ class CIFAR10DataModule(InMemoryDataModule):
                         f"{where / split} has {len(folder.classes)} class folders but {self.name} has "
                         f"{self.num_classes}: point root at a {self.name} image tree."
                     )
-            train, test, classes = decoded["train"].split, decoded["test"].split, decoded["train"].classes
+            # an image tree lists its images class by class: put them in one fixed mixed order, as
+            # CIFAR's own files are, so that any prefix of a split (limit_val_batches) has every class
+            train, test = (mixed(decoded[split].split) for split in ("train", "test"))
+            classes = decoded["train"].classes
         if self.val_split == 0:
             return {"train": train, "val": test, "test": test}, classes
         kept, held_out = seeded_split(len(train.labels), self.val_split, self.seed)

@@ -23,6 +23,12 @@ from .optimization import apply_lr_scales, parameter_groups, warmup
 Batch = tuple[Tensor, Tensor]
 
 
+def accuracy(num_classes: int, top_k: int) -> MulticlassAccuracy:
+    """The fraction of samples whose label is among the k highest logits (the accuracy papers
+    report: averaged over samples, not over classes as torchmetrics' default "macro" would)."""
+    return MulticlassAccuracy(num_classes, top_k=top_k, average="micro")
+
+
 class ImageClassifier(LightningModule):
     """Trains ``network`` (images → logits) with cross-entropy and reports top-1/top-5 accuracy.
 
@@ -95,10 +101,10 @@ class ImageClassifier(LightningModule):
         self.initialised_from: Path | None = None
         if trainable_stages is not None:
             train_only(network, trainable_stages)
-        self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, top_k=1)}, prefix="train/")
-        evaluation = {"acc1": MulticlassAccuracy(num_classes, top_k=1)}
+        self.train_metrics = MetricCollection({"acc": accuracy(num_classes, top_k=1)}, prefix="train/")
+        evaluation = {"acc1": accuracy(num_classes, top_k=1)}
         if num_classes > 5:
-            evaluation["acc5"] = MulticlassAccuracy(num_classes, top_k=5)
+            evaluation["acc5"] = accuracy(num_classes, top_k=5)
         self.val_metrics = MetricCollection(evaluation, prefix="val/")
         self.test_metrics = self.val_metrics.clone(prefix="test/")
 
