@@ -3,14 +3,14 @@
 The paper (CIFAR-10, 200 + 5 epochs on V100s): a ResNet with 4 blocks per stage, weights tied in each
 stage, reaches 95.25 %; its weights transferred into an untied [4, 4, 64, 4] network keep above
 94.5 %; fine-tuning stage 3 with the adjoint lifts it to 95.65 %. Here, with the shipped configs
-and small overrides (base width 16, a few short epochs, stage 3 deepened to 16 blocks):
+and small overrides (base width 8, a few short epochs, stage 3 deepened to 16 blocks):
 
 1. `resnode fit --config cifar_tied_pretrain.yaml`                       accuracy before the transfer
 2. `resnode validate --config cifar_untie_finetune.yaml`                 right after it (init_from, no training)
 3. `resnode fit --config cifar_untie_finetune.yaml`                      stage 3 fine-tuned with the adjoint
 4. the same with `--model.network.gradient backprop`                     backprop fine-tune beside it
 
-    python experiments/table2_chain.py         # ~10 min on 2 CPU cores; docs/results/table2_chain.{json,png}
+    python experiments/table2_chain.py         # ~5 min on 2 idle CPU cores; docs/results/table2_chain.{json,png}
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from results import figure_path, timed
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 WORK = REPOSITORY / ".cache" / "experiments" / "table2"
-PRETRAIN_EPOCHS, FINETUNE_EPOCHS, BATCHES, VAL_BATCHES = 4, 2, 60, 40
+PRETRAIN_EPOCHS, FINETUNE_EPOCHS, BATCHES, VAL_BATCHES = 3, 1, 40, 20
 COMMON = [
     "--data.root", str(REPOSITORY / ".cache" / "cifar10-jpg"), "--trainer.limit_train_batches", str(BATCHES),
     "--trainer.limit_val_batches", str(VAL_BATCHES), "--trainer.enable_progress_bar", "false",
-    "--model.network.base_width", "16",
+    "--model.network.base_width", "8",
 ]  # fmt: skip
 DEEP = ["--model.network.depth=[4, 4, 16, 4]"]
 STEPS = {
@@ -71,7 +71,7 @@ def main() -> None:
             results[what] = accuracy(newest_run(before))
             print(f"   top-1 accuracy {results[what]:.4f}", flush=True)
         record.update(
-            setting=f"base width 16; pretrain {PRETRAIN_EPOCHS} epochs, fine-tune {FINETUNE_EPOCHS} epochs, "
+            setting=f"base width 8; pretrain {PRETRAIN_EPOCHS} epochs, fine-tune {FINETUNE_EPOCHS} epochs, "
             f"{BATCHES} batches of 128 per epoch; accuracy on {VAL_BATCHES * 128} test images",
             accuracy=results,
         )  # fmt: skip

@@ -42,7 +42,8 @@ def assert_same_weights(a: dict, b: dict, **tolerance) -> None:
         torch.testing.assert_close(a[key], b[key], **tolerance, msg=lambda m, k=key: f"{k}: {m}")
 
 
-TANH_NET = ["--model.network", "ddp_helpers.TanhStackNet"]
+# gradient explicitly: a new class_path keeps the old network's matching keys (quickstart's backprop)
+TANH_NET = ["--model.network", "ddp_helpers.TanhStackNet", "--model.network.gradient", "adjoint"]
 
 
 @pytest.mark.slow
