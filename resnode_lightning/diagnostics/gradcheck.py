@@ -32,19 +32,13 @@ import torch
 from torch import Tensor, nn
 
 from ..models import deepen, load_weights, named_stacks
+from ..training.command_line import positive
 from ..training.run_folder import RUNS, new_run_folder
 from .gradient_error import adjoint_gradient_errors
 
 SCHEMES = ("euler", "heun")
 LABELS = {"euler": "ResNet (Euler)", "heun": "HeunNet"}
 ROUNDING = 1e-12  # float64 errors below this are rounding: the adjoint is exact there
-
-
-def positive(text: str) -> int:
-    number = int(text)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return number
 
 
 PARSER = argparse.ArgumentParser(

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .command_line import positive
 from .config_files import resolve_config, shipped_configs
 from .run_folder import RUNS
 from .sweep_files import command_line, expand, read_sweep
@@ -24,13 +25,6 @@ from .sweep_files import command_line, expand, read_sweep
 STATE_FOLDER = Path(RUNS) / "sweeps"
 AGAIN = {"failed": " (failed before)", "running": " (started before, did not finish)"}
 """What the progress line says of a run that runs again."""
-
-
-def positive(text: str) -> int:
-    number = int(text)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of runs")
-    return number
 
 
 PARSER = argparse.ArgumentParser(
