@@ -1,4 +1,4 @@
-from resnode_lightning.cli import main
+from resnode_lightning.cli import command
 
 if __name__ == "__main__":
-    main()
+    command()

@@ -287,6 +287,12 @@ def main(args: ArgsType = None) -> ResNodeCLI | None:
     return resnode_cli(args)
 
 
+def command() -> None:
+    """The ``resnode`` console script: :func:`main` on ``sys.argv`` (a console script exits with
+    the value its function returns, so this one returns nothing: status 0 when the run ends)."""
+    main()
+
+
 def resnode_cli(args: ArgsType, cli_class: type[ResNodeCLI] = ResNodeCLI, **options) -> ResNodeCLI:
     """The ``resnode`` LightningCLI over ``args`` (a subclass of :class:`ResNodeCLI` may build less,
     as ``resnode gradcheck`` does; ``options`` go to LightningCLI, e.g. ``run=False``)."""

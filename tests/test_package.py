@@ -54,3 +54,9 @@ def test_a_non_editable_install_finds_the_shipped_configs_from_any_folder(tmp_pa
                            cwd=elsewhere, env=environment, capture_output=True, text=True)  # fmt: skip
     assert where.stdout.startswith(str(tmp_path / "site"))
     assert list(elsewhere.iterdir()) == []
+    # the console script ends a run with exit status 0 (make quickstart chains two runs on it)
+    tiny = ["fit", "--config", "quickstart.yaml", "--config", "presets/debug.yaml", "--trainer.enable_progress_bar=false"]
+    run = subprocess.run([tmp_path / "site" / "bin" / "resnode", *tiny], cwd=elsewhere, env=environment,
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (elsewhere / "runs" / "quickstart" / "version_0" / "checkpoints" / "last.ckpt").is_file()
