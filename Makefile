@@ -37,7 +37,7 @@ bench: install $(CIFAR)
 	$(PY) benchmarks/gradient_monitor_cost.py
 
 lint: install
-	$(PY) -m ruff check resnode_lightning tests benchmarks
+	$(PY) -m ruff check resnode_lightning tests benchmarks experiments
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache benchmarks/results runs

@@ -44,7 +44,9 @@ def main() -> None:
             for (name, depth), (loss, trajectory) in runs.items()
         ]  # fmt: skip
         trained = [run for run in record["runs"] if run["trained"]]
-        record["held"] = bool(trained) and all(run["trajectories_cross"] == (run["target"] == "x -> -x") for run in trained)
+        record["held"] = bool(trained) and all(
+            run["trajectories_cross"] == (run["target"] == "x -> -x") for run in trained
+        )
         figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
         for axis, name in zip(axes, TARGETS):
             depth = max((r["depth"] for r in trained if r["target"] == name), default=DEPTHS[0])

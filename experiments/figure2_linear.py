@@ -36,15 +36,13 @@ def main() -> None:
     target, covariance = problem()
     with timed("figure2_linear") as record:
         weights = {
-            depth: train_by_gradient_flow(LinearResNet(DIM, depth).double(), target, covariance,
-                                          learning_rate=STEP, steps=int(FLOW_TIME / STEP))  # fmt: skip
+            depth: train_by_gradient_flow(
+                LinearResNet(DIM, depth).double(), target, covariance, learning_rate=STEP, steps=int(FLOW_TIME / STEP)
+            )  # fmt: skip
             for depth in DEPTHS
         }
         grid = {depth: weights_in_depth(w, DEPTHS[-1]) for depth, w in weights.items()}
-        gaps = {
-            depth: (grid[depth] - grid[2 * depth]).flatten(1).norm(dim=1).max().item()
-            for depth in DEPTHS[:-1]
-        }
+        gaps = {depth: (grid[depth] - grid[2 * depth]).flatten(1).norm(dim=1).max().item() for depth in DEPTHS[:-1]}
         rates = {depth: gaps[depth] / gaps[2 * depth] for depth in DEPTHS[:-2]}
         record.update(
             claim="sup_s |theta^N(s) - theta^2N(s)| falls like 1/N (halves when N doubles)",

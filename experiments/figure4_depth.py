@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,7 @@ CPU_SCALE = [
 def run() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "resnode_lightning", "sweep", "sweeps/figure4.yaml", "--", *CPU_SCALE]
-    subprocess.run(command, cwd=WORK, check=False, env={**__import__("os").environ, "WANDB_MODE": "disabled"})
+    subprocess.run(command, cwd=WORK, check=False, env={**os.environ, "WANDB_MODE": "disabled"})
 
 
 def best_accuracy(folder: Path) -> float:
@@ -55,20 +56,30 @@ def plot() -> None:
         for line, run_state in state.items():
             if run_state.get("status") != "finished" or not run_state.get("run_folder"):
                 continue
-            options = dict(part.removeprefix("--").split("=", 1) for part in line.split() if part.startswith("--model.network."))
+            options = dict(
+                part.removeprefix("--").split("=", 1) for part in line.split() if part.startswith("--model.network.")
+            )
             results.append({
                 "depth": int(options["model.network.depth"]), "scheme": options["model.network.scheme"],
                 "gradient": options["model.network.gradient"],
                 "test_error": 1 - best_accuracy(WORK / run_state["run_folder"]),
             })  # fmt: skip
-        record.update(setting=f"{EPOCHS} epochs x {BATCHES} batches of 256, lr 0.1 constant, "
-                      f"{VAL_BATCHES * 256} test images", runs=sorted(results, key=lambda r: (r["scheme"], r["gradient"], r["depth"])))  # fmt: skip
+        record["setting"] = f"{EPOCHS} epochs x {BATCHES} batches of 256, lr 0.1, {VAL_BATCHES * 256} test images"
+        record["runs"] = sorted(results, key=lambda r: (r["scheme"], r["gradient"], r["depth"]))
         figure, axis = plt.subplots(figsize=(6, 4))
         for scheme, gradient, style in [("euler", "adjoint", "r--"), ("euler", "backprop", "r-"),
                                         ("heun", "adjoint", "b--"), ("heun", "backprop", "b-")]:  # fmt: skip
-            points = sorted((r["depth"], r["test_error"]) for r in results if (r["scheme"], r["gradient"]) == (scheme, gradient))
+            points = sorted(
+                (r["depth"], r["test_error"]) for r in results if (r["scheme"], r["gradient"]) == (scheme, gradient)
+            )
             if points:
-                axis.semilogx(*zip(*points), style, marker="o", base=2, label=f"{'ResNet' if scheme == 'euler' else 'HeunNet'} + {gradient}")
+                axis.semilogx(
+                    *zip(*points),
+                    style,
+                    marker="o",
+                    base=2,
+                    label=f"{'ResNet' if scheme == 'euler' else 'HeunNet'} + {gradient}",
+                )
         axis.set(xlabel="depth N", ylabel="test error", title=f"Figure 4 at CPU scale ({EPOCHS} short epochs)")
         axis.legend()
         figure.tight_layout()

@@ -55,7 +55,7 @@ def test_a_non_editable_install_finds_the_shipped_configs_from_any_folder(tmp_pa
     assert where.stdout.startswith(str(tmp_path / "site"))
     assert list(elsewhere.iterdir()) == []
     # the console script ends a run with exit status 0 (make quickstart chains two runs on it)
-    tiny = ["fit", "--config", "quickstart.yaml", "--config", "presets/debug.yaml", "--trainer.enable_progress_bar=false"]
+    tiny = ["fit", "--config", "quickstart.yaml", "--config", "presets/debug.yaml"]
     run = subprocess.run([tmp_path / "site" / "bin" / "resnode", *tiny], cwd=elsewhere, env=environment,
                          capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
