@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 from jsonargparse import ActionConfigFile
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -289,8 +290,14 @@ def main(args: ArgsType = None) -> ResNodeCLI | None:
 
 def command() -> None:
     """The ``resnode`` console script: :func:`main` on ``sys.argv`` (a console script exits with
-    the value its function returns, so this one returns nothing: status 0 when the run ends)."""
+    the value its function returns, so this one returns nothing: status 0 when the run ends).
+
+    A DDP run's process group is shut down before the interpreter exits: left to exit, gloo's
+    threads can abort the process after a successful run ("terminate called without an active
+    exception", exit status -6)."""
     main()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def resnode_cli(args: ArgsType, cli_class: type[ResNodeCLI] = ResNodeCLI, **options) -> ResNodeCLI:
