@@ -180,9 +180,9 @@ class ResNodeCLI(LightningCLI):
         finish_wandb_runs(trainer, {"best_checkpoint": best, "last_checkpoint": last})
         validated = best and checkpoint.best_model_score is not None  # not after resuming a finished run
         score = f" ({checkpoint.monitor} {checkpoint.best_model_score:.4f})" if validated else ""
+        checkpoints = [f"{best or '(no best: nothing validated)'}{score}", *([last] if last else [])]
         print(
-            f"\nDone. Checkpoints: {best or '(no best: nothing validated)'}{score}, {last}; "
-            f"config: {run_folder / 'config.yaml'}; logs: {run_folder}"
+            f"\nDone. Checkpoints: {', '.join(checkpoints)}; config: {run_folder / 'config.yaml'}; logs: {run_folder}"
         )
 
 

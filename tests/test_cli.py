@@ -100,6 +100,13 @@ def test_fit_writes_each_run_into_its_own_folder_and_nothing_elsewhere(capsys, i
     assert {"train/loss", "train/acc", "train/lr", "val/acc1", "val/acc5"} <= set(metrics)
 
 
+def test_the_closing_line_names_only_the_checkpoints_the_run_kept(capsys):
+    run("fit", "--config", "quickstart.yaml", *DEBUG, "--checkpoint.save_last", "false")
+    done = capsys.readouterr().out.split("Done. ")[-1]
+    assert done.startswith("Checkpoints: runs/quickstart/version_0/checkpoints/best.ckpt (val/acc1 0.")
+    assert "last.ckpt" not in done and "), ;" not in done
+
+
 def test_without_a_logger_each_run_still_gets_its_own_folder(in_empty_folder):
     for _ in range(2):
         run("fit", "--config", "quickstart.yaml", *DEBUG, "--trainer.logger", "false")
