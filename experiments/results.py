@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import platform
 import time
@@ -30,3 +31,25 @@ def timed(name: str):
 def figure_path(name: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     return RESULTS / f"{name}.png"
+
+
+def validation_curve(run_folder: Path) -> list[float]:
+    """Validation top-1 accuracy after each epoch, from a run folder's metrics.csv (CSVLogger)."""
+    rows = csv.DictReader((run_folder / "metrics.csv").open())
+    return [float(row["val/acc1"]) for row in rows if row.get("val/acc1")]
+
+
+def best_accuracy(run_folder: Path) -> float:
+    """The best validation top-1 accuracy of a run."""
+    return max(validation_curve(run_folder))
+
+
+def monitored_errors(run_folder: Path, stack: str) -> list[tuple[int, float, float]]:
+    """(step, median relative error, cosine similarity) of a stack's adjoint gradients at each check
+    GradientErrorMonitor logged into a run folder's metrics.csv (``gradcheck/<stack>/...``)."""
+    key = f"gradcheck/{stack}/"
+    return [
+        (int(row["step"]), float(row[key + "median_relative_error"]), float(row[key + "cosine_similarity"]))
+        for row in csv.DictReader((run_folder / "metrics.csv").open())
+        if row.get(key + "median_relative_error")
+    ]

@@ -15,7 +15,6 @@ and small overrides (base width 8, a few short epochs, stage 3 deepened to 16 bl
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from results import figure_path, timed
+from results import best_accuracy, figure_path, timed
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 WORK = REPOSITORY / ".cache" / "experiments" / "table2"
@@ -47,12 +46,6 @@ STEPS = {
 }  # fmt: skip
 
 
-def accuracy(folder: Path) -> float:
-    """The best validation top-1 accuracy a run folder's metrics.csv holds."""
-    rows = [row for row in csv.DictReader((folder / "metrics.csv").open()) if row.get("val/acc1")]
-    return max(float(row["val/acc1"]) for row in rows)
-
-
 def newest_run(before: set[Path]) -> Path:
     (folder,) = set((WORK / "runs").glob("*/version_*")) - before
     return folder
@@ -68,7 +61,7 @@ def main() -> None:
             command = [sys.executable, "-m", "resnode_lightning", *arguments, *COMMON]
             print(f"== {what}: resnode {' '.join(arguments)}", flush=True)
             subprocess.run(command, cwd=WORK, env=environment, check=True, stdout=subprocess.DEVNULL)
-            results[what] = accuracy(newest_run(before))
+            results[what] = best_accuracy(newest_run(before))
             print(f"   top-1 accuracy {results[what]:.4f}", flush=True)
         record.update(
             setting=f"base width 8; pretrain {PRETRAIN_EPOCHS} epochs, fine-tune {FINETUNE_EPOCHS} epochs, "

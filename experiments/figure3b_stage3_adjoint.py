@@ -1,0 +1,107 @@
+"""Figure 3b's open question at CPU scale: does ResNet-101 trained from scratch with the adjoint in stage 3
+(23 blocks: a transition block and a stack of 22) fail, once BatchNorm is handled right?
+
+The paper (ImageNet, V100s) shows it failing, but its code ran the blocks in eval mode inside the
+backward pass, a wrong BatchNorm Jacobian (75-86 % gradient error from that alone, measured in
+shared/research/reference-bench.md). Here, on real CIFAR-10, the shipped `cifar_resnet101.yaml`
+(bottleneck blocks [3, 4, 23, 3], h = 1/N) with base width BASE_WIDTH instead of 64 trains for
+EPOCHS epochs of BATCHES batches of 128 at a constant learning rate 0.1, three ways:
+
+- backprop everywhere (the baseline);
+- the adjoint in stage 3, backprop elsewhere;
+- the adjoint in stage 3 with anchors every ANCHOR_EVERY steps (stored activations that the reverse
+  pass restarts from, so its reconstruction error builds up over ANCHOR_EVERY steps, not 22).
+
+Beside the accuracy (first VAL_BATCHES test batches, after each epoch), GradientErrorMonitor measures
+the adjoint's gradient error in stage 3 against exact gradients every MONITOR_EVERY steps, on 16
+images of the batch: the error the training actually met.
+
+    python experiments/figure3b_stage3_adjoint.py   # ~20 min alone on 2 cores; resumable (finished runs are kept)
+
+Writes docs/results/figure3b_stage3_adjoint.{json,png}.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from results import figure_path, monitored_errors, timed, validation_curve
+from sweep_runs import CIFAR, WORK
+
+BASE_WIDTH, EPOCHS, BATCHES, VAL_BATCHES, ANCHOR_EVERY, MONITOR_EVERY = 8, 3, 50, 20, 4, 10
+STAGE3 = "stages.2.stack"
+COMMON = [
+    "fit", "--config", "cifar_resnet101.yaml", "--data.root", str(CIFAR),
+    "--model.network.base_width", str(BASE_WIDTH), "--trainer.max_epochs", str(EPOCHS),
+    "--trainer.limit_train_batches", str(BATCHES), "--trainer.limit_val_batches", str(VAL_BATCHES),
+    "--model.lr_scheduler", "null", "--trainer.enable_progress_bar", "false", "--checkpoint.save_last", "false",
+]  # fmt: skip
+MONITOR = [
+    "--trainer.callbacks+=resnode_lightning.training.GradientErrorMonitor",
+    "--trainer.callbacks.every_n_steps", str(MONITOR_EVERY), "--trainer.callbacks.samples", "16",
+]  # fmt: skip
+ADJOINT_IN_STAGE3 = ["--model.network.gradient=[backprop, backprop, adjoint, backprop]", *MONITOR]
+RUNS = {
+    "backprop": [],
+    "adjoint in stage 3": ADJOINT_IN_STAGE3,
+    f"adjoint in stage 3, anchors every {ANCHOR_EVERY}": [
+        *ADJOINT_IN_STAGE3, f"--model.network.anchor_every=[null, null, {ANCHOR_EVERY}, null]"
+    ],
+}  # fmt: skip
+
+
+def train(name: str, arguments: list[str]) -> Path:
+    """Run one variant in its own folder (kept: a finished run is not trained again); its run folder."""
+    work = WORK / "figure3b" / name.replace(" ", "_").replace(",", "")
+    folders = sorted(work.glob("runs/cifar_resnet101/version_*"))
+    if folders and len(validation_curve(folders[-1])) == EPOCHS:
+        print(f"== {name}: finished before ({folders[-1]})", flush=True)
+        return folders[-1]
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"== {name}", flush=True)
+    command = [sys.executable, "-m", "resnode_lightning", *COMMON, *arguments]
+    subprocess.run(command, cwd=work, env={**os.environ, "WANDB_MODE": "disabled"}, check=True)
+    (folder,) = sorted(work.glob("runs/cifar_resnet101/version_*"))[-1:]
+    return folder
+
+
+def main() -> None:
+    with timed("figure3b_stage3_adjoint") as record:
+        folders = {name: train(name, arguments) for name, arguments in RUNS.items()}
+        record["setting"] = (
+            f"cifar_resnet101.yaml (bottleneck [3, 4, 23, 3], h = 1/N), base width {BASE_WIDTH}, from scratch; "
+            f"{EPOCHS} epochs x {BATCHES} batches of 128, lr 0.1; accuracy on {VAL_BATCHES * 128} test images; "
+            f"stage-3 gradient error on 16 images every {MONITOR_EVERY} steps"
+        )
+        record["runs"] = {
+            name: {
+                "accuracy_per_epoch": validation_curve(folder),
+                "stage3_gradient_error": monitored_errors(folder, STAGE3),
+            }
+            for name, folder in folders.items()
+        }
+        figure, (accuracy, error) = plt.subplots(1, 2, figsize=(11, 4))
+        for name, run in record["runs"].items():
+            curve = run["accuracy_per_epoch"]
+            accuracy.plot(range(1, len(curve) + 1), curve, marker="o", label=name)
+            if run["stage3_gradient_error"]:
+                steps, median, _ = zip(*run["stage3_gradient_error"])
+                error.semilogy(steps, median, marker=".", label=name)
+        accuracy.set(xlabel="epoch", ylabel="test accuracy", title="ResNet-101 (width 8) from scratch, CIFAR-10")
+        error.set(xlabel="training step", ylabel="median relative gradient error",
+                  title="the adjoint's error in stage 3 during training")  # fmt: skip
+        accuracy.legend()
+        error.legend()
+        figure.tight_layout()
+        figure.savefig(figure_path("figure3b_stage3_adjoint"), dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Reproductions that are shipped sweeps run at CPU scale: run the sweep here (resumable), then read the
+runs it finished. The sweep's state is `runs/sweeps/<name>.json` under the experiment's folder; the time
+its runs took is added up in `<name>_wall_seconds.txt` beside it (a resumed sweep adds its part)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+WORK = REPOSITORY / ".cache" / "experiments"
+CIFAR = REPOSITORY / ".cache" / "cifar10-jpg"
+
+
+def run_sweep(name: str, extra: list[str], work: Path = WORK) -> None:
+    """`resnode sweep sweeps/<name>.yaml -- <extra>` in ``work``, W&B off; adds its wall time to the total."""
+    work.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "resnode_lightning", "sweep", f"sweeps/{name}.yaml", "--", *extra]
+    started = time.perf_counter()
+    subprocess.run(command, cwd=work, check=False, env={**os.environ, "WANDB_MODE": "disabled"})
+    total = work / f"{name}_wall_seconds.txt"
+    spent = time.perf_counter() - started + (float(total.read_text()) if total.is_file() else 0.0)
+    total.write_text(f"{spent:.1f}\n")
+
+
+def sweep_wall_seconds(name: str, work: Path = WORK) -> float | None:
+    """The seconds the sweep's runs took here, all its resumptions together (None: not recorded)."""
+    total = work / f"{name}_wall_seconds.txt"
+    return round(float(total.read_text()), 1) if total.is_file() else None
+
+
+def finished_runs(name: str, work: Path = WORK) -> list[tuple[dict[str, str], Path]]:
+    """(swept values by short name, e.g. {"depth": "8"}, run folder) of each run the sweep finished."""
+    state = json.loads((work / "runs" / "sweeps" / f"{name}.json").read_text())
+    runs = []
+    for line, run in state.items():
+        if run.get("status") == "finished" and run.get("run_folder"):
+            swept = (word.removeprefix("--").split("=", 1) for word in line.split() if "=" in word)
+            runs.append(({key.rsplit(".", 1)[-1]: value for key, value in swept}, work / run["run_folder"]))
+    return runs
