@@ -37,6 +37,7 @@ from sweep_runs import CIFAR, WORK
 
 BASE_WIDTH, EPOCHS, BATCHES, VAL_BATCHES, ANCHOR_EVERY, MONITOR_EVERY = 8, 3, 50, 20, 4, 10
 STAGE3 = "stages.2.stack"
+HERE = WORK / "figure3b" / f"width{BASE_WIDTH}_{EPOCHS}x{BATCHES}_val{VAL_BATCHES}_every{MONITOR_EVERY}"
 COMMON = [
     "fit", "--config", "cifar_resnet101.yaml", "--data.root", str(CIFAR),
     "--model.network.base_width", str(BASE_WIDTH), "--trainer.max_epochs", str(EPOCHS),
@@ -58,17 +59,19 @@ RUNS = {
 
 
 def train(name: str, arguments: list[str]) -> Path:
-    """Run one variant in its own folder (kept: a finished run is not trained again); its run folder."""
-    work = WORK / "figure3b" / name.replace(" ", "_").replace(",", "")
-    folders = sorted(work.glob("runs/cifar_resnet101/version_*"))
-    if folders and len(validation_curve(folders[-1])) == EPOCHS:
-        print(f"== {name}: finished before ({folders[-1]})", flush=True)
-        return folders[-1]
+    """Run one variant in a folder of its own for these settings, unless a finished run is there (a run
+    stopped midway is trained again); its run folder."""
+    work = HERE / name.replace(" ", "_").replace(",", "")
+    runs = set(work.glob("runs/cifar_resnet101/version_*"))
+    finished = [folder for folder in runs if len(validation_curve(folder)) == EPOCHS]
+    if finished:
+        print(f"== {name}: finished before ({finished[0]})", flush=True)
+        return finished[0]
     work.mkdir(parents=True, exist_ok=True)
     print(f"== {name}", flush=True)
     command = [sys.executable, "-m", "resnode_lightning", *COMMON, *arguments]
     subprocess.run(command, cwd=work, env={**os.environ, "WANDB_MODE": "disabled"}, check=True)
-    (folder,) = sorted(work.glob("runs/cifar_resnet101/version_*"))[-1:]
+    (folder,) = set(work.glob("runs/cifar_resnet101/version_*")) - runs
     return folder
 
 
@@ -94,7 +97,8 @@ def main() -> None:
             if run["stage3_gradient_error"]:
                 steps, median, _ = zip(*run["stage3_gradient_error"])
                 error.semilogy(steps, median, marker=".", label=name)
-        accuracy.set(xlabel="epoch", ylabel="test accuracy", title="ResNet-101 (width 8) from scratch, CIFAR-10")
+        title = f"ResNet-101 (base width {BASE_WIDTH}) from scratch, CIFAR-10"
+        accuracy.set(xlabel="epoch", ylabel="test accuracy", title=title)
         error.set(xlabel="training step", ylabel="median relative gradient error",
                   title="the adjoint's error in stage 3 during training")  # fmt: skip
         accuracy.legend()

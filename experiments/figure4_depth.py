@@ -4,7 +4,7 @@ The paper (90 epochs on V100s): the adjoint fails at small depth and joins backp
 Heun with the adjoint at least as good as Euler with it. Here each of the 24 runs of the shipped
 sweep `sweeps/figure4.yaml` trains for EPOCHS epochs of BATCHES batches of 256 images (a random
 part of the training set per epoch) at a constant learning rate 0.1, and is evaluated on the first
-VAL_BATCHES batches of the test set after each epoch: a CPU-scale version, far from the paper's
+VAL_BATCHES batches of the test set after each epoch (its best epoch counts): a CPU-scale version, far from the paper's
 accuracies. GradientErrorMonitor measures, every MONITOR_EVERY steps on 16 images of the batch,
 how far the adjoint runs' gradients are from exact ones: the error their training met.
 
@@ -49,7 +49,7 @@ def run() -> None:
 def plot() -> None:
     with timed("figure4_depth") as record:
         results = []
-        for swept, folder in finished_runs("figure4", HERE):
+        for swept, folder in finished_runs("figure4", CPU_SCALE, HERE):
             errors = [median for _, median, _ in monitored_errors(folder, "stack")]
             results.append({
                 "depth": int(swept["depth"]), "scheme": swept["scheme"], "gradient": swept["gradient"],

@@ -34,7 +34,10 @@ def figure_path(name: str) -> Path:
 
 
 def validation_curve(run_folder: Path) -> list[float]:
-    """Validation top-1 accuracy after each epoch, from a run folder's metrics.csv (CSVLogger)."""
+    """Validation top-1 accuracy after each epoch, from a run folder's metrics.csv (CSVLogger; none yet
+    for a run stopped before its logger first wrote)."""
+    if not (run_folder / "metrics.csv").is_file():
+        return []
     rows = csv.DictReader((run_folder / "metrics.csv").open())
     return [float(row["val/acc1"]) for row in rows if row.get("val/acc1")]
 

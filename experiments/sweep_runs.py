@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -17,14 +18,17 @@ CIFAR = REPOSITORY / ".cache" / "cifar10-jpg"
 
 
 def run_sweep(name: str, extra: list[str], work: Path = WORK) -> None:
-    """`resnode sweep sweeps/<name>.yaml -- <extra>` in ``work``, W&B off; adds its wall time to the total."""
+    """`resnode sweep sweeps/<name>.yaml -- <extra>` in ``work``, W&B off; adds its wall time to the total
+    (also when it is stopped with Ctrl-C)."""
     work.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "resnode_lightning", "sweep", f"sweeps/{name}.yaml", "--", *extra]
     started = time.perf_counter()
-    subprocess.run(command, cwd=work, check=False, env={**os.environ, "WANDB_MODE": "disabled"})
-    total = work / f"{name}_wall_seconds.txt"
-    spent = time.perf_counter() - started + (float(total.read_text()) if total.is_file() else 0.0)
-    total.write_text(f"{spent:.1f}\n")
+    try:
+        subprocess.run(command, cwd=work, check=False, env={**os.environ, "WANDB_MODE": "disabled"})
+    finally:
+        total = work / f"{name}_wall_seconds.txt"
+        spent = time.perf_counter() - started + (float(total.read_text()) if total.is_file() else 0.0)
+        total.write_text(f"{spent:.1f}\n")
 
 
 def sweep_wall_seconds(name: str, work: Path = WORK) -> float | None:
@@ -33,12 +37,14 @@ def sweep_wall_seconds(name: str, work: Path = WORK) -> float | None:
     return round(float(total.read_text()), 1) if total.is_file() else None
 
 
-def finished_runs(name: str, work: Path = WORK) -> list[tuple[dict[str, str], Path]]:
-    """(swept values by short name, e.g. {"depth": "8"}, run folder) of each run the sweep finished."""
+def finished_runs(name: str, extra: list[str], work: Path = WORK) -> list[tuple[dict[str, str], Path]]:
+    """The runs the sweep finished with these ``extra`` words (runs of other settings in the same state
+    file are left out): each as ({short name: value} of its command line's --key=value words, e.g.
+    {"depth": "8"}, run folder)."""
     state = json.loads((work / "runs" / "sweeps" / f"{name}.json").read_text())
     runs = []
     for line, run in state.items():
-        if run.get("status") == "finished" and run.get("run_folder"):
-            swept = (word.removeprefix("--").split("=", 1) for word in line.split() if "=" in word)
-            runs.append(({key.rsplit(".", 1)[-1]: value for key, value in swept}, work / run["run_folder"]))
+        if run.get("status") == "finished" and run.get("run_folder") and shlex.join(extra) in line:
+            options = (word.removeprefix("--").split("=", 1) for word in shlex.split(line) if "=" in word)
+            runs.append(({key.rsplit(".", 1)[-1]: value for key, value in options}, work / run["run_folder"]))
     return runs

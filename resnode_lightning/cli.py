@@ -176,7 +176,8 @@ class ResNodeCLI(LightningCLI):
         checkpoint = trainer.checkpoint_callback
         if not trainer.is_global_zero or checkpoint is None:
             return
-        best, last = shown(checkpoint.best_model_path), shown(checkpoint.last_model_path)
+        kept_last = [callback.last_model_path for callback in trainer.checkpoint_callbacks if callback.last_model_path]
+        best, last = shown(checkpoint.best_model_path), shown(kept_last[-1] if kept_last else "")
         finish_wandb_runs(trainer, {"best_checkpoint": best, "last_checkpoint": last})
         validated = best and checkpoint.best_model_score is not None  # not after resuming a finished run
         score = f" ({checkpoint.monitor} {checkpoint.best_model_score:.4f})" if validated else ""

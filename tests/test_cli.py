@@ -105,6 +105,9 @@ def test_the_closing_line_names_only_the_checkpoints_the_run_kept(capsys):
     done = capsys.readouterr().out.split("Done. ")[-1]
     assert done.startswith("Checkpoints: runs/quickstart/version_0/checkpoints/best.ckpt (val/acc1 0.")
     assert "last.ckpt" not in done and "), ;" not in done
+    run("fit", "--config", "quickstart.yaml", *DEBUG, "--checkpoint.save_last", "false",
+        "--checkpoint.every_n_train_steps", "1")  # fmt: skip
+    assert "best.ckpt (val/acc1 0." in (done := capsys.readouterr().out) and "version_1/checkpoints/last.ckpt" in done
 
 
 def test_without_a_logger_each_run_still_gets_its_own_folder(in_empty_folder):
