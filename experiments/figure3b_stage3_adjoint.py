@@ -5,18 +5,21 @@ The paper (ImageNet, V100s) shows it failing, but its code ran the blocks in eva
 backward pass, a wrong BatchNorm Jacobian (75-86 % gradient error from that alone, measured in
 shared/research/reference-bench.md). Here, on real CIFAR-10, the shipped `cifar_resnet101.yaml`
 (bottleneck blocks [3, 4, 23, 3], h = 1/N) with base width BASE_WIDTH instead of 64 trains for
-EPOCHS epochs of BATCHES batches of 128 at a constant learning rate 0.1, three ways:
+EPOCHS epochs of BATCHES batches of 128 at a constant learning rate 0.1, five ways:
 
 - backprop everywhere (the baseline);
 - the adjoint in stage 3, backprop elsewhere;
 - the adjoint in stage 3 with anchors every ANCHOR_EVERY steps (stored activations that the reverse
-  pass restarts from, so its reconstruction error builds up over ANCHOR_EVERY steps, not 22).
+  pass restarts from, so its reconstruction error builds up over ANCHOR_EVERY steps, not 22);
+- backprop, and the adjoint in stage 3, with residuals that do not start at zero
+  (`zero_init_last_bn: false`, as torchvision's ResNets by default): the shipped config zeroes
+  each block's last BatchNorm, where the adjoint starts exact.
 
 Beside the accuracy (first VAL_BATCHES test batches, after each epoch), GradientErrorMonitor measures
 the adjoint's gradient error in stage 3 against exact gradients every MONITOR_EVERY steps, on 16
 images of the batch: the error the training actually met.
 
-    python experiments/figure3b_stage3_adjoint.py   # ~20 min alone on 2 cores; resumable (finished runs are kept)
+    python experiments/figure3b_stage3_adjoint.py   # ~12 min alone on 2 cores; resumable (finished runs are kept)
 
 Writes docs/results/figure3b_stage3_adjoint.{json,png}.
 """
@@ -37,6 +40,7 @@ from sweep_runs import CIFAR, WORK
 
 BASE_WIDTH, EPOCHS, BATCHES, VAL_BATCHES, ANCHOR_EVERY, MONITOR_EVERY = 8, 3, 50, 20, 4, 10
 STAGE3 = "stages.2.stack"
+COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:gray", "tab:red"]
 HERE = WORK / "figure3b" / f"width{BASE_WIDTH}_{EPOCHS}x{BATCHES}_val{VAL_BATCHES}_every{MONITOR_EVERY}"
 COMMON = [
     "fit", "--config", "cifar_resnet101.yaml", "--data.root", str(CIFAR),
@@ -49,12 +53,15 @@ MONITOR = [
     "--trainer.callbacks.every_n_steps", str(MONITOR_EVERY), "--trainer.callbacks.samples", "16",
 ]  # fmt: skip
 ADJOINT_IN_STAGE3 = ["--model.network.gradient=[backprop, backprop, adjoint, backprop]", *MONITOR]
+NONZERO_RESIDUALS = ["--model.network.zero_init_last_bn", "false"]
 RUNS = {
     "backprop": [],
     "adjoint in stage 3": ADJOINT_IN_STAGE3,
     f"adjoint in stage 3, anchors every {ANCHOR_EVERY}": [
         *ADJOINT_IN_STAGE3, f"--model.network.anchor_every=[null, null, {ANCHOR_EVERY}, null]"
     ],
+    "backprop, residuals not zero at start": NONZERO_RESIDUALS,
+    "adjoint in stage 3, residuals not zero at start": [*ADJOINT_IN_STAGE3, *NONZERO_RESIDUALS],
 }  # fmt: skip
 
 
@@ -75,6 +82,11 @@ def train(name: str, arguments: list[str]) -> Path:
     return folder
 
 
+def run_seconds(folder: Path) -> int:
+    """How long a run took: from its config's writing (start) to its metrics' last writing (end)."""
+    return round((folder / "metrics.csv").stat().st_mtime - (folder / "config.yaml").stat().st_mtime)
+
+
 def main() -> None:
     with timed("figure3b_stage3_adjoint") as record:
         folders = {name: train(name, arguments) for name, arguments in RUNS.items()}
@@ -86,17 +98,20 @@ def main() -> None:
         record["runs"] = {
             name: {
                 "accuracy_per_epoch": validation_curve(folder),
+                "run_seconds": round(
+                    (folder / "metrics.csv").stat().st_mtime - (folder / "config.yaml").stat().st_mtime
+                ),
                 "stage3_gradient_error": monitored_errors(folder, STAGE3),
             }
             for name, folder in folders.items()
         }
         figure, (accuracy, error) = plt.subplots(1, 2, figsize=(11, 4))
-        for name, run in record["runs"].items():
+        for (name, run), color in zip(record["runs"].items(), COLORS):
             curve = run["accuracy_per_epoch"]
-            accuracy.plot(range(1, len(curve) + 1), curve, marker="o", label=name)
+            accuracy.plot(range(1, len(curve) + 1), curve, marker="o", color=color, label=name)
             if run["stage3_gradient_error"]:
-                steps, median, _ = zip(*run["stage3_gradient_error"])
-                error.semilogy(steps, median, marker=".", label=name)
+                steps, median, _ = zip(*run["stage3_gradient_error"][1:])  # step 0: zero residuals, error 0
+                error.semilogy(steps, median, marker=".", color=color, label=name)
         title = f"ResNet-101 (base width {BASE_WIDTH}) from scratch, CIFAR-10"
         accuracy.set(xlabel="epoch", ylabel="test accuracy", title=title)
         error.set(xlabel="training step", ylabel="median relative gradient error",
