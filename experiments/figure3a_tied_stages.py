@@ -10,7 +10,7 @@ for EPOCHS epochs of BATCHES batches of 128 at a constant learning rate 0.1; acc
 after an epoch on the first VAL_BATCHES test batches. A CPU-scale version, far from the paper's
 accuracies.
 
-    python experiments/figure3a_tied_stages.py run    # the sweep, resumable; ~25 min alone on 2 cores
+    python experiments/figure3a_tied_stages.py run    # the sweep, resumable; ~15 min alone on 2 cores
     python experiments/figure3a_tied_stages.py plot   # docs/results/figure3a_tied_stages.{json,png}
 """
 

@@ -8,7 +8,7 @@ VAL_BATCHES batches of the test set after each epoch (its best epoch counts): a 
 accuracies. GradientErrorMonitor measures, every MONITOR_EVERY steps on 16 images of the batch,
 how far the adjoint runs' gradients are from exact ones: the error their training met.
 
-    python experiments/figure4_depth.py run    # the sweep, resumable; ~45 min alone on 2 cores
+    python experiments/figure4_depth.py run    # the sweep, resumable; ~50 min alone on 2 cores
     python experiments/figure4_depth.py plot   # docs/results/figure4_depth.{json,png} from the finished runs
 
 Runs go to .cache/experiments/figure4/<EPOCHS>x<BATCHES>/ (ignored); the CIFAR-10 JPEGs are read from

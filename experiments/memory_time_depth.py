@@ -5,7 +5,7 @@ The paper's claim: the adjoint's activation memory does not grow with depth (bac
 checkpointing's as √N), for about one more forward pass of time. Measured on the paper's simple
 ResNet stage (16 channels, 10x10 maps, batch 128), each configuration in fresh processes.
 
-    python experiments/memory_time_depth.py [step_cost.py options]   # ~25 min alone on 2 cores (all depths)
+    python experiments/memory_time_depth.py [step_cost.py options]   # ~33 min alone on 2 cores (all depths)
 
 Writes docs/results/memory_time_depth.{json,png}: step_cost.py's rows, its target checks, the wall time.
 """
