@@ -12,10 +12,13 @@ accuracies.
 
     python experiments/figure3a_tied_stages.py run    # the sweep, resumable; ~15 min alone on 2 cores
     python experiments/figure3a_tied_stages.py plot   # docs/results/figure3a_tied_stages.{json,png}
+    python experiments/figure3a_tied_stages.py batchnorm   # each run's best checkpoint evaluated with BatchNorm's
+                                                           # running statistics and with each batch's own (~2 min)
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import matplotlib
@@ -64,5 +67,39 @@ def plot() -> None:
         figure.savefig(figure_path("figure3a_tied_stages"), dpi=120)
 
 
+def batchnorm() -> None:
+    """Evaluate each run's best checkpoint on the same test images twice: with BatchNorm's running
+    statistics (evaluation mode, as validation does) and with each batch's own statistics (training
+    mode, nothing updated). A gap says how much of a low accuracy the running statistics cause."""
+    import torch
+
+    from resnode_lightning.data import CIFAR10DataModule
+    from resnode_lightning.models import ResNet, load_weights
+
+    torch.set_grad_enabled(False)
+    data = CIFAR10DataModule(root=str(CIFAR), batch_size=128)
+    data.prepare_data()
+    data.setup("validate")
+    loader = zip(range(VAL_BATCHES), data.val_dataloader())
+    batches = [data.transform_batch(batch, training=False) for _, batch in loader]
+    with timed("figure3a_batchnorm") as record:
+        record["setting"] = f"best checkpoint of each Figure 3a run, {VAL_BATCHES * 128} test images"
+        record["runs"] = []
+        for swept, folder in sorted(finished_runs("figure3a", CPU_SCALE, HERE), key=lambda r: int(r[0]["depth"])):
+            network = ResNet(preset="resnet18", depth=int(swept["depth"]), stem="cifar", base_width=BASE_WIDTH,
+                             num_classes=10, tied=True, step=swept["step"])  # fmt: skip
+            load_weights(network, folder / "checkpoints" / "best.ckpt")
+            accuracy = {}
+            for statistics in ("running", "batch"):
+                model = copy.deepcopy(network).train(statistics == "batch")
+                right = sum((model(x).argmax(1) == y).sum().item() for x, y in batches)
+                accuracy[statistics] = round(right / sum(len(y) for _, y in batches), 4)
+            step = "1/N" if swept["step"] == "1/depth" else swept["step"]
+            record["runs"].append({"blocks_per_stage": int(swept["depth"]), "step": step, **{
+                f"accuracy_{k}_statistics": v for k, v in accuracy.items()}})  # fmt: skip
+            print(f"d = {swept['depth']:>2}, h = {step:>3}: running statistics {accuracy['running']:.3f}, "
+                  f"batch statistics {accuracy['batch']:.3f}", flush=True)  # fmt: skip
+
+
 if __name__ == "__main__":
-    {"run": run, "plot": plot}[sys.argv[1] if len(sys.argv) > 1 else "run"]()
+    {"run": run, "plot": plot, "batchnorm": batchnorm}[sys.argv[1] if len(sys.argv) > 1 else "run"]()
