@@ -1,9 +1,10 @@
 """``resnode gradcheck``: the adjoint's gradient error of a config's network over depths (the
 paper's Figure 3c).
 
-The network is built from the config by the parser of ``resnode fit`` (shipped names, several
-``--config`` files composed), given trained weights from ``--ckpt_path`` if any (loaded weights
-only by :func:`~resnode_lightning.models.load_weights`), then deepened to each depth with
+The network is built from the config as ``resnode fit`` builds it (the same options: shipped
+names, several ``--config`` files composed, ``--data.root``; a run's saved ``config.yaml``), given
+trained weights from ``--ckpt_path`` if any (a file, a run folder or ``last``, read weights-only),
+then deepened to each depth with
 :func:`~resnode_lightning.models.deepen` (block i of M takes block ⌊i·N/M⌋, or a linear mix).
 At each depth, with every stack under Euler and then under Heun, on one batch of the config's
 training data (random inputs of its shape when the data is not there, as the output says),
@@ -19,87 +20,78 @@ Euler vs Heun, log scales).
 
 from __future__ import annotations
 
-import argparse
-import copy
 import json
 import math
-import statistics
-import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from jsonargparse import Namespace
+from jsonargparse.typing import PositiveInt
+from torch import Tensor
 
-from ..models import deepen, load_weights, named_stacks
-from ..training.command_line import positive
-from ..training.run_folder import RUNS, new_run_folder
-from .gradient_error import adjoint_gradient_errors
+from ..diagnostics.depth_sweep import SCHEMES, measure
+from ..models import load_weights
+from ..training.files import atomic_write_text
+from ..training.weights import read_network_weights
+from .runs import CONFIG, RUNS, new_run_folder, resolve_checkpoint
 
-SCHEMES = ("euler", "heun")
 LABELS = {"euler": "ResNet (Euler)", "heun": "HeunNet"}
 ROUNDING = 1e-12  # float64 errors below this are rounding: the adjoint is exact there
+DEFAULT_DEPTHS = (4, 8, 16, 32, 64)
 
 
-PARSER = argparse.ArgumentParser(
-    prog="resnode gradcheck",
-    usage="resnode gradcheck --config X [--config Y ...] [--ckpt_path CKPT] [--depths 4 8 16 32 64] [--output DIR] "
-    "[--samples N]",
-    description="The relative error of the adjoint's parameter gradients against exact ones, per parameter tensor "
-    "of every residual stack, for the config's network deepened to each depth, Euler and Heun (the paper's "
-    "Figure 3c): a table, gradcheck.json and gradcheck.png.",
-)
-PARSER.add_argument(
-    "--config", action="append", required=True,
-    help="a config file or the name of a shipped one, as for resnode fit; repeat to compose",
-)  # fmt: skip
-PARSER.add_argument(
-    "--ckpt_path",
-    help="trained weights: a Lightning checkpoint or a torch.save'd state dict (weights only; any depth or tying, "
-    "converted as init_from does); none: the network as the config builds it",
-)
-PARSER.add_argument(
-    "--depths", type=positive, nargs="+", default=[4, 8, 16, 32, 64],
-    help="depths as the network's constructor counts them (a ResNet: blocks per stage, transition block "
-    "included; a SimpleResNet: N); default 4 8 16 32 64",
-)  # fmt: skip
-PARSER.add_argument(
-    "--output", type=Path, help="folder for the results (default: a new runs/gradcheck/<config>/version_<k>)"
-)
-PARSER.add_argument("--samples", type=positive, default=16, help="samples of the batch (default 16)")
-PARSER.add_argument(
-    "--interpolation", choices=("constant", "linear"), default="constant",
-    help="how deepening fills the new blocks: the paper's piecewise-constant rule, or linear in depth",
-)  # fmt: skip
-PARSER.add_argument(
-    "--device", default="cuda" if torch.cuda.is_available() else "cpu",
-    help="where to compute (default: cuda if available, else cpu)",
-)  # fmt: skip
+def gradcheck_options(
+    depths: list[PositiveInt] = list(DEFAULT_DEPTHS),  # noqa: B006  (a plain value jsonargparse shows and copies)
+    samples: PositiveInt = 16,
+    interpolation: Literal["constant", "linear"] = "constant",
+    device: str | None = None,
+    output: str | None = None,
+) -> None:
+    """The options of ``resnode gradcheck`` beside the model, the data and ``--ckpt_path``.
+
+    Args:
+        depths: depths as the network's constructor counts them (a ResNet: blocks per stage,
+            transition block included; a SimpleResNet: N).
+        samples: samples of the batch the gradients are measured on.
+        interpolation: how deepening fills the new blocks: the paper's piecewise-constant rule,
+            or linear in depth.
+        device: where to compute (default: cuda if available, else cpu).
+        output: folder for the results (default: a new runs/gradcheck/<config>/version_<k>).
+    """
 
 
-def gradcheck_command(args: list[str]) -> None:
-    """``resnode gradcheck ...``: measure, print the table, write the results (exit 2 on bad input)."""
-    options = PARSER.parse_args(args)
-    model, datamodule = build_from_config(options.config)
+def run(parser, config: Namespace) -> int:
+    """``resnode gradcheck``: measure, print the table, write the results; 0 when done."""
+    weights = None
+    if config.get("ckpt_path"):
+        checkpoint = resolve_checkpoint(config.ckpt_path, "weights", option="--ckpt_path")
+        if not config.get("config") and (saved := checkpoint.parent.parent / CONFIG).is_file():
+            again = ["--config", str(saved), "--ckpt_path", str(checkpoint), *flags(config)]
+            return run(parser, parser.parse_args(again))
+        weights = read_network_weights(checkpoint)
+    if not config.get("config"):
+        raise ValueError(
+            "resnode gradcheck needs the network: give --config (a config name, a file, or a run's config.yaml), "
+            "or --ckpt_path with a run folder (runs/<config>/version_<k>), whose config.yaml is used."
+        )
+    model, datamodule = build_model_and_data(parser, config)
     network = model.network
-    if options.ckpt_path is not None:
-        try:
-            load_weights(network, options.ckpt_path)
-        except ValueError as error:
-            PARSER.error(f"--ckpt_path: {error}")
-    device = torch.device(options.device)
-    inputs, labels, source = one_batch(datamodule, options.samples)
+    if weights is not None:
+        load_weights(network, weights)
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    inputs, labels, source = one_batch(datamodule, config.samples)
     network = network.to(device, torch.float64).train()
     inputs, labels = inputs.to(device, torch.float64), labels.to(device)
     loss = lambda outputs: model.loss(outputs, labels)  # noqa: E731  (the classifier's loss, label smoothing included)
-    results = measure(network, inputs, loss, options.depths, options.interpolation)
+    results = measure(network, inputs, loss, list(config.depths), config.interpolation)
 
-    name = Path(options.config[0]).stem
-    folder = options.output or new_run_folder(Path(RUNS) / "gradcheck", name)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = options.ckpt_path or "as initialised by the config (no --ckpt_path)"
+    names = [str(c) for c in config.config]
+    name = Path(names[0]).stem if Path(names[0]).name != CONFIG else Path(names[0]).parent.parent.name
+    folder = Path(config.output) if config.output else new_run_folder(Path(RUNS) / "gradcheck", name)
+    described = str(config.ckpt_path) if config.get("ckpt_path") else "as initialised by the config (no --ckpt_path)"
     header = [
-        f"resnode gradcheck: {' + '.join(options.config)}; weights: {weights}",
+        f"resnode gradcheck: {' + '.join(names)}; weights: {described}",
         f"inputs: {source}; float64 on {device}; network in train mode",
         "relative error ‖g − g*‖/‖g*‖ of the adjoint's gradient per parameter tensor of every residual stack",
     ]
@@ -110,33 +102,29 @@ def gradcheck_command(args: list[str]) -> None:
             "BatchNorm, as the network is built), where the adjoint is exact. Give trained weights with --ckpt_path."
         )
     print(text)
-    (folder / "gradcheck.txt").write_text(text + "\n")
-    summary = {"config": options.config, "weights": weights, "inputs": source, "samples": len(labels),
-               "interpolation": options.interpolation, "results": results}  # fmt: skip
-    (folder / "gradcheck.json").write_text(json.dumps(finite(summary), indent=1) + "\n")
+    summary = {"config": names, "weights": described, "inputs": source, "samples": len(labels),
+               "interpolation": config.interpolation, "results": results}  # fmt: skip
+    atomic_write_text(folder / "gradcheck.txt", text + "\n")
+    atomic_write_text(folder / "gradcheck.json", json.dumps(finite(summary), indent=1) + "\n")
     plot(results, folder / "gradcheck.png", title=f"{name}: adjoint vs backprop")
     print(f"\nWritten: {folder / 'gradcheck.txt'}, {folder / 'gradcheck.json'}, {folder / 'gradcheck.png'}")
+    return 0
 
 
-def build_from_config(configs: list[str]) -> tuple[nn.Module, Any]:
-    """The LightningModule (its ``network`` and ``loss``) and the data module the configs describe,
-    parsed as ``resnode fit`` parses them; no trainer, no run folder."""
-    from ..cli import ResNodeCLI, reported_as_input_errors, resnode_cli
+def flags(config: Namespace) -> list[str]:
+    """gradcheck's own options as flags, to parse them again over a run's saved config."""
+    words = ["--depths", json.dumps(list(config.depths)), "--samples", str(config.samples)]
+    words += ["--interpolation", config.interpolation]
+    words += ["--device", config.device] if config.device else []
+    return words + (["--output", config.output] if config.output else [])
 
-    class ModelAndData(ResNodeCLI):
-        def before_instantiate_classes(self) -> None:
-            """No run folder: nothing is trained."""
 
-        def instantiate_classes(self) -> None:
-            with reported_as_input_errors(self):
-                self.config_init = self.parser.instantiate_classes(self.config)
-                self.model, self.datamodule = self.config_init["model"], self.config_init["data"]
-
-    arguments = [word for config in configs for word in ("--config", config)]
-    with warnings.catch_warnings():  # sys.argv holds `resnode gradcheck ...`, not these arguments
-        warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended to run from within Python")
-        cli = resnode_cli(arguments, ModelAndData, run=False)
-    return cli.model, cli.datamodule
+def build_model_and_data(parser, config: Namespace) -> tuple[Any, Any]:
+    """The LightningModule (its ``network`` and ``loss``) and the data module the config describes,
+    built as ``resnode fit`` builds them; no trainer, no run folder."""
+    only = Namespace(model=config.model, data=config.data)
+    built = parser.instantiate_classes(only)
+    return built.model, built.data
 
 
 def one_batch(datamodule: Any, samples: int) -> tuple[Tensor, Tensor, str]:
@@ -157,30 +145,6 @@ def one_batch(datamodule: Any, samples: int) -> tuple[Tensor, Tensor, str]:
         labels = torch.randint(getattr(datamodule, "num_classes", 10), (samples,), generator=generator)
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         return images, labels, f"random inputs of shape {list(shape)}: the config's data is not available ({reason})"
-
-
-def measure(network: nn.Module, inputs: Tensor, loss, depths: list[int], interpolation: str) -> list[dict[str, Any]]:
-    """One row per depth and scheme: the errors of every stack, and their median and max."""
-    rows = []
-    for depth in depths:
-        deep = deepen(copy.deepcopy(network), depth, interpolation)
-        stacks = dict(named_stacks(deep))
-        for scheme in SCHEMES:
-            for stack in stacks.values():
-                stack.scheme = scheme
-            errors = adjoint_gradient_errors(deep, inputs, loss, stacks)
-            every = [e for error in errors.values() for e in error.relative_errors.values()]
-            rows.append({
-                "depth": depth, "scheme": scheme,
-                "stack_depths": {name: stack.depth for name, stack in stacks.items()},
-                "median": statistics.median(every) if every else math.nan, "max": max(every, default=math.nan),
-                "stacks": {
-                    name: {"relative_errors": error.relative_errors, "cosine_similarity": error.cosine_similarity,
-                           "reconstruction_error": error.reconstruction_error}
-                    for name, error in errors.items()
-                },
-            })  # fmt: skip
-    return rows
 
 
 def table(results: list[dict[str, Any]]) -> str:

@@ -9,7 +9,6 @@ continues where it stopped when started again; a failed run is tried again then 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -17,9 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .command_line import positive
+from jsonargparse.typing import PositiveInt
+
 from .config_files import resolve_config, shipped_configs
-from .run_folder import RUNS
+from .runs import RUNS
 from .sweep_files import command_line, expand, read_sweep
 
 STATE_FOLDER = Path(RUNS) / "sweeps"
@@ -27,40 +27,30 @@ AGAIN = {"failed": " (failed before)", "running": " (started before, did not fin
 """What the progress line says of a run that runs again."""
 
 
-PARSER = argparse.ArgumentParser(
-    prog="resnode sweep",
-    usage="resnode sweep FILE [--dry-run] [--count N] [--seed S] [-- EXTRA ARGS...]",
-    description="Run the runs of a W&B sweep file here, one after another (grid or random search), skipping the "
-    "runs that finished before. With a network, `wandb sweep FILE` and `wandb agent ID` run the same file.",
-    epilog="Words after -- go to every run, before the swept flags (e.g. -- --config presets/debug.yaml "
-    "--data.root /data/cifar10).",
-)
-PARSER.add_argument("file", help="a sweep file, or the name of a shipped one (sweeps/figure4.yaml; `resnode configs`)")
-PARSER.add_argument("--dry-run", action="store_true", help="print the runs' command lines and run nothing")
-PARSER.add_argument(
-    "--count", type=positive, metavar="N", help="at most N runs; a random search draws N (required for random)"
-)
-PARSER.add_argument(
-    "--seed", type=int, default=0, metavar="S", help="seed of the random draws (default 0: the same runs each time)"
-)
+def sweep(file: str, dry_run: bool = False, count: PositiveInt | None = None, extra: list[str] | None = None) -> int:
+    """Run the runs of a W&B sweep file here, one after another, skipping the runs that finished
+    before (`wandb sweep FILE` and `wandb agent ID` run the same file with a network).
 
+    Args:
+        file: a sweep file, or the name of a shipped one (sweeps/figure4.yaml; `resnode configs`).
+        dry_run: print the runs' command lines and run nothing.
+        count: at most this many runs.
+        extra: words given to every run before the swept flags (after --, e.g. -- --config
+            presets/debug.yaml --data.root /data/cifar10).
 
-def sweep_command(args: list[str]) -> None:
-    """``resnode sweep FILE [--dry-run] [--count N] [--seed S] [-- EXTRA ARGS...]``: print the
-    sweep's command lines, or run them; exits with 1 when a run failed, 2 for a sweep file it refuses."""
-    own, extra = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
-    options = PARSER.parse_args(own)
-    try:
-        path = find_sweep_file(options.file)
-        sweep = read_sweep(path)
-        commands = [command_line(sweep, run, extra) for run in expand(sweep, options.count, options.seed)]
-    except ValueError as error:  # a SweepFileError too
-        PARSER.error(str(error))
-    if options.dry_run:
+    Returns:
+        the exit status: 0, or 1 when a run failed.
+
+    Raises:
+        ValueError: a sweep file it refuses (the shell reports it in one line, status 2).
+    """
+    path = find_sweep_file(file)
+    sweep_file = read_sweep(path)
+    commands = [command_line(sweep_file, run, extra or []) for run in expand(sweep_file, count, 0)]
+    if dry_run:
         print("\n".join(map(shlex.join, commands)))
-        return
-    if run_sweep(sweep.get("name") or path.stem, commands):
-        raise SystemExit(1)
+        return 0
+    return 1 if run_sweep(sweep_file.get("name") or path.stem, commands) else 0
 
 
 def find_sweep_file(value: str) -> Path:

@@ -1,0 +1,574 @@
+"""The ``resnode`` command: one jsonargparse parser for every subcommand, over the Lightning layer.
+
+``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI's, over :class:`ImageClassifier`
+and any data module; ``configs``, ``sweep`` and ``gradcheck`` are ours, each parsed from the typed
+signature of the function that runs it. Every run gets its folder (:mod:`.runs`), every
+checkpoint is read as data (:mod:`.trust`), and a scheduler's signal leaves a resumable run
+(:mod:`.signals`). docs/architecture.md shows where each concern lives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import os
+import sys
+import typing
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace
+from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from .. import __version__
+from ..training import ImageClassifier
+from ..training.files import AtomicCheckpointIO
+from ..training.interruption import CheckpointOnSignal
+from ..training.numerical_faults import SkipNonFiniteSteps
+from ..training.random_states import RandomStates
+from ..training.weights import network_state_dict, read_checkpoint
+from . import gradcheck as gradcheck_command
+from .config_files import describe_shipped_configs, resolve_config
+from .quiet import quiet_known_messages
+from .runs import (
+    CONFIG,
+    RUNS,
+    check_free_space,
+    continue_run_folder,
+    new_run_folder,
+    resolve_checkpoint,
+    run_folder_of,
+)
+from .signals import SignalRecorder
+from .suggestions import with_suggestion
+from .sweeps import sweep as sweep_command
+from .tracking import SaveConfigEverywhere, finish_wandb_runs, offline_by_default
+from .trust import check_hyperparameters, check_local
+
+DESCRIPTION = (
+    "Train ResNets as discretised Neural ODEs (Euler/Heun) with a memory-free adjoint. "
+    "`resnode configs` lists the shipped configs; `resnode fit --config NAME.yaml` trains one."
+)
+DEFAULT_LOGGER = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS}}
+NO_NAME = (None, "", "lightning_logs")  # a logger's name left to its default
+CHECKPOINT_DEFAULTS = {
+    "monitor": "val/acc1", "mode": "max", "filename": "best", "save_last": True,
+    "enable_version_counter": False,  # last.ckpt is shared with the step checkpoint: overwrite, never last-v1.ckpt
+}  # fmt: skip
+NOT_COMPARED_ON_RESUME = ("init_from",)
+"""Model options a resume does not use (the weights come from the checkpoint), so they may differ."""
+SIGNALS = SignalRecorder()
+
+
+def int_before_float(annotation: Any) -> Any:
+    """``Union[float, int, None]`` as ``Union[int, float, None]``: jsonargparse takes the first type
+    that parses, and Lightning reads ``1.0`` as 100 % of the batches where ``1`` means one batch."""
+    arguments = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Union and int in arguments and float in arguments:
+        return typing.Union[tuple([int, *(a for a in arguments if a is not int)])]  # noqa: UP007
+    return annotation
+
+
+def with_int_before_float(cls: type) -> type:
+    """A subclass of ``cls`` whose ``__init__`` signature lists ``int`` before ``float`` in every
+    int-or-float option (:func:`int_before_float`); the class is otherwise ``cls`` itself."""
+    signature = inspect.signature(cls.__init__)
+    parameters = [p.replace(annotation=int_before_float(p.annotation)) for p in signature.parameters.values()]
+
+    def __init__(self, *args, **kwargs):  # noqa: N807
+        cls.__init__(self, *args, **kwargs)
+
+    __init__.__signature__ = signature.replace(parameters=parameters)
+    __init__.__annotations__ = {p.name: p.annotation for p in parameters if p.annotation is not p.empty}
+    __init__.__doc__ = cls.__init__.__doc__
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__doc__": cls.__doc__, "__module__": cls.__module__})
+
+
+ResNodeTrainer = with_int_before_float(Trainer)
+"""Lightning's Trainer, parsed with ``limit_val_batches: 1`` meaning one batch, as Lightning documents."""
+
+
+class ResNodeArgumentParser(LightningArgumentParser):
+    """The CLI's parser: an error is one line (with the closest known key when one is misspelt),
+    not the usage; ``resnode <subcommand> --help`` shows every option."""
+
+    def add_subcommands(self, *args, **kwargs):
+        """As jsonargparse's; keeps the action, so that our subcommands join Lightning's."""
+        self.subcommands_action = super().add_subcommands(*args, **kwargs)
+        return self.subcommands_action
+
+    def error(self, message: str, ex: Exception | None = None) -> typing.NoReturn:
+        parser = getattr(ex, "subcommand_parser", None) or self
+        if not self.exit_on_error:
+            super().error(message, ex)
+        message = with_suggestion(message, known_options(parser))
+        help_line = "" if "--help" in message else f"\n({parser.prog.replace(' [options]', '')} --help lists every option.)"
+        sys.stderr.write(f"error: {message}{help_line}\n")
+        raise SystemExit(2)
+
+
+def known_options(parser: ArgumentParser) -> list[str]:
+    """The option names ``parser --help`` lists (``model.optimizer``, ``trainer.max_epochs`` ...)."""
+    import re
+
+    return sorted(set(re.findall(r"--([A-Za-z_][\w.]*)", parser.format_help())))
+
+
+class ShippedConfigFile(ActionConfigFile):
+    """``--config``: a path, or the name of a config that ships with the package (a path wins)."""
+
+    def __call__(self, parser, cfg, values, option_string=None):
+        try:
+            path = resolve_config(values)
+        except ValueError as error:
+            parser.error(str(error))
+        super().__call__(parser, cfg, path, option_string)
+
+
+def boolean_flags(function: Callable) -> list[str]:
+    return [name for name, p in inspect.signature(function).parameters.items() if p.annotation in (bool, "bool")]
+
+
+def add_signature(parser: ArgumentParser, function: Callable, skip: set[str] = frozenset()) -> None:
+    """``function``'s typed signature as options of ``parser`` (its docstring's ``Args:`` as the
+    help); a ``bool`` is a flag (``--dry_run``, ``--no_dry_run``)."""
+    flags = set(boolean_flags(function)) - skip
+    parser.add_function_arguments(function, as_positional=True, skip=skip | flags, fail_untyped=True)
+    for name in flags:
+        default = inspect.signature(function).parameters[name].default
+        parser.add_argument(f"--{name}", action=ActionYesNo, default=default is True, help=f"(default {default})")
+
+
+class ResNodeCLI(LightningCLI):
+    """LightningCLI with our subcommands, shipped configs by name, one folder per run, checkpoints
+    read as data, resume that says what it does, and a closing summary."""
+
+    OWN_SUBCOMMANDS = ("configs", "sweep", "gradcheck")
+
+    def init_parser(self, **kwargs) -> LightningArgumentParser:
+        kwargs.setdefault("dump_header", [f"resnode_lightning=={__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument(
+            "-c", "--config", action=ShippedConfigFile,
+            help="A config file, or the name of a shipped one (`resnode configs` lists them); repeat to compose.",
+        )  # fmt: skip
+        return parser
+
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        if not add_subcommands:
+            return
+        subcommands = self.parser.subcommands_action
+        configs = ResNodeArgumentParser(prog="resnode configs", description=describe_configs.__doc__)
+        subcommands.add_subcommand("configs", configs, help="List the configs that ship with the package.")
+        sweep = ResNodeArgumentParser(prog="resnode sweep", description=sweep_command.__doc__)
+        add_signature(sweep, sweep_command, skip={"extra"})
+        sweep.add_argument("extra", nargs="*", help="words after --, given to every run before the swept flags")
+        subcommands.add_subcommand("sweep", sweep, help="Run a W&B sweep file's runs here, one after another.")
+        gradcheck = self.init_parser(prog="resnode gradcheck", description=gradcheck_command.__doc__)
+        self.add_default_arguments_to_parser(gradcheck)
+        self.add_core_arguments_to_parser(gradcheck)
+        self.add_arguments_to_parser(gradcheck)
+        gradcheck.add_method_arguments(Trainer, "fit", skip=set(self.subcommands()["fit"]))
+        add_signature(gradcheck, gradcheck_command.gradcheck_options)
+        subcommands.add_subcommand(
+            "gradcheck", gradcheck, help="The adjoint's gradient error of a config's network over depths."
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({f"checkpoint.{key}": value for key, value in CHECKPOINT_DEFAULTS.items()})
+        parser.add_lightning_class_args(SkipNonFiniteSteps, "skip_non_finite")
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse; our own subcommands run here and exit with their status."""
+        self.arguments = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand in self.OWN_SUBCOMMANDS:
+            with reported_as_input_errors(self):
+                status = self.run_own_subcommand(subcommand, self.config[subcommand])
+            raise SystemExit(status)
+
+    def run_own_subcommand(self, subcommand: str, config: Namespace) -> int:
+        if subcommand == "configs":
+            return describe_configs()
+        if subcommand == "sweep":
+            return sweep_command(config.file, config.dry_run, config.count, config.extra)
+        return gradcheck_command.run(self.parser.subcommands_action.choices["gradcheck"], config)
+
+    # -- the checkpoint (replaces LightningCLI's merge of its hyper-parameters) ------------------
+    def _parse_ckpt_path(self) -> None:
+        """``--ckpt_path``, read as data: resolved (a file, a run folder, ``last``), read weights-only,
+        its hyper-parameters checked against the trust boundary and against the config (:meth:`resume_config`)."""
+        subcommand = self.config.get("subcommand")
+        if subcommand not in self.subcommands():
+            return
+        config = self.config[subcommand]
+        self.resumed_run = self.checkpoint_network = None
+        if not config.get("ckpt_path"):
+            return
+        with reported_as_input_errors(self):
+            value = str(config.ckpt_path)
+            check_local(value, "--ckpt_path")
+            purpose = "resume" if subcommand == "fit" else "weights"
+            runs_of_config = Path(config.trainer.default_root_dir or RUNS) / self.run_name(config)
+            path = resolve_checkpoint(value, purpose, runs_of_config, option="--ckpt_path")
+            if config.get("weights_only") is False and not Path(value).is_file():
+                raise ValueError(
+                    f"--weights_only false loads code a checkpoint carries; it is accepted only for a file named "
+                    f"by its path, not for {value!r} (which found {str(path)!r}). Give that path if you trust it."
+                )
+            checkpoint = read_checkpoint(path)
+            if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+                raise ValueError(
+                    f"--ckpt_path {str(path)!r} holds weights but no training state (not a Lightning checkpoint): "
+                    "--ckpt_path continues a run; to start from these weights, give --model.init_from instead."
+                )
+            hyperparameters = dict(checkpoint.get("hyper_parameters") or {})
+            hyperparameters.pop("_instantiator", None)
+            check_hyperparameters(hyperparameters, str(path))
+            self.config[subcommand] = config = self.resume_config(config, hyperparameters, path)
+            config.ckpt_path = str(path)
+            if config.get("weights_only") is None:
+                config.weights_only = True  # every checkpoint of ours loads weights-only
+            if subcommand == "fit":
+                check_room_to_train(config.trainer, checkpoint, path)
+            self.checkpoint_network = network_state_dict(checkpoint)
+            if subcommand == "fit":
+                self.resumed_run = run_folder_of(path)
+
+    def resume_config(self, config: Namespace, hyperparameters: dict[str, Any], path: Path) -> Namespace:
+        """The config a run with ``--ckpt_path`` runs with.
+
+        With no ``--config`` and no ``--model`` flag, the checkpoint's hyper-parameters choose the
+        model (already checked to name no code outside the trusted packages). Otherwise the model is
+        the config's, and every value the checkpoint also holds must be equal: a value that differs
+        is refused, naming it, never dropped.
+
+        Raises:
+            ValueError: the differing keys with both values, and what to do instead.
+        """
+        model_flags = [a.split("=")[0] for a in self.arguments if a.startswith("--model.") or a == "--model"]
+        if not config.get("config") and not model_flags:
+            if not hyperparameters:
+                return config
+            return self.parser.parse_object({config_subcommand(self.config): {"model": hyperparameters}}, self.config)[
+                config_subcommand(self.config)
+            ]
+        given = flatten(config.model.as_dict())
+        saved = flatten(hyperparameters)
+        differing = [
+            key for key, value in saved.items()
+            if key in given and given[key] != value and key.split(".")[0] not in NOT_COMPARED_ON_RESUME
+        ]  # fmt: skip
+        if differing:
+            listed = "; ".join(f"model.{k}: {given[k]!r} here, {saved[k]!r} in the checkpoint" for k in differing)
+            raise ValueError(
+                f"--ckpt_path {str(path)!r} continues a run whose model differs from this config's: {listed}. A "
+                "resumed run keeps its hyper-parameters; to train with these values, start a new run from its "
+                f"weights: --model.init_from {str(path)} (without --ckpt_path)."
+            )
+        return config
+
+    def run_name(self, config: Namespace) -> str:
+        """The run's name: a logger's explicit one (a saved config run again), else the first config file's."""
+        loggers = [logger for logger in always_list(config.trainer.logger) if hasattr(logger, "init_args")]
+        named = [logger.init_args.name for logger in loggers if logger.init_args.get("name") not in NO_NAME]
+        return named[0] if named else Path(config.config[0]).stem if config.get("config") else "resnode"
+
+    # -- the run folder ---------------------------------------------------------------------------
+    def before_instantiate_classes(self) -> None:
+        with reported_as_input_errors(self):
+            config = self.config[self.subcommand]
+            if config.model.get("init_from"):
+                config.model.init_from = str(resolve_checkpoint(config.model.init_from, "weights", option="init_from"))
+            self.run_folder = self.make_run_folder(config)
+
+    def make_run_folder(self, config: Namespace) -> Path:
+        """Give the run its folder and point the trainer, the checkpoints and every logger there: a new
+        ``runs/<name>/version_<k>``, or, resuming a checkpoint of such a folder, that folder. The config
+        saved with a new run keeps the names but not the folder, so that running it again makes a new one."""
+        loggers = [logger for logger in always_list(config.trainer.logger) if hasattr(logger, "init_args")]
+        name = self.name_loggers(config, loggers)
+        saved = copy.deepcopy(config)
+        if saved.get("ckpt_path"):
+            saved.ckpt_path = None  # the saved config starts a run; resuming names the checkpoint again
+        self.save_config_kwargs.update(saved=saved, overwrite=self.resumed_run is not None)
+        root = Path(config.trainer.default_root_dir or RUNS)
+        if self.resumed_run is not None:
+            folder = continue_run_folder(self.resumed_run)
+            root = folder.parent.parent
+        else:
+            folder = new_run_folder(root, name)
+        config.trainer.default_root_dir = str(folder)
+        self.point_checkpoints(config, folder)
+        point_loggers(loggers, root, folder)
+        return folder
+
+    def name_loggers(self, config: Namespace, loggers: list) -> str:
+        """Give the loggers that have no name the run's (W&B's with the overriding flags)."""
+        name = self.run_name(config)
+        for logger in loggers:
+            if logger.init_args.get("name") in NO_NAME:
+                wandb = logger.class_path.endswith("WandbLogger")
+                logger.init_args.name = run_title(name, self.arguments) if wandb else name
+        return name
+
+    def point_checkpoints(self, config: Namespace, folder: Path) -> None:
+        """Checkpoints into ``folder/checkpoints``. One ModelCheckpoint cannot save best.ckpt after
+        each validation and last.ckpt every n steps (its triggers are exclusive, and a step trigger
+        would save "best" weights that were never validated): ``checkpoint.every_n_train_steps``
+        goes to a second one, for last.ckpt. A signal saves last.ckpt too (:class:`CheckpointOnSignal`)."""
+        if config.checkpoint.dirpath is None:
+            config.checkpoint.dirpath = str(folder / "checkpoints")
+        every_n_train_steps, config.checkpoint.every_n_train_steps = config.checkpoint.every_n_train_steps, None
+        self.trainer_defaults = {
+            **self.trainer_defaults,
+            "callbacks": [
+                RandomStates(),
+                CheckpointOnSignal(config.checkpoint.dirpath),
+                *step_checkpoint(config.checkpoint.dirpath, every_n_train_steps),
+            ],
+        }
+
+    # -- building and checking ----------------------------------------------------------------------
+    def instantiate_classes(self) -> None:
+        """Build the model, the data and the trainer; a config that cannot be built (a depth of 0,
+        a missing ``init_from``, a checkpoint that does not fit...) is reported in one line, before
+        any training work."""
+        with reported_as_input_errors(self):
+            super().instantiate_classes()
+            self.check_checkpoint_fits()
+            if self.subcommand == "fit":
+                self.check_before_fit()
+
+    def check_checkpoint_fits(self) -> None:
+        """The ``--ckpt_path`` network's tensors have the names and shapes of this model's."""
+        if self.checkpoint_network is None:
+            return
+        expected = {key: tuple(t.shape) for key, t in self.model.network.state_dict().items()}
+        found = {key: tuple(t.shape) for key, t in self.checkpoint_network.items()}
+        missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+        reshaped = [key for key in expected.keys() & found.keys() if expected[key] != found[key]]
+        if missing or extra or reshaped:
+            detail = (
+                f"{len(missing)} tensors missing (e.g. {missing[:2]})" if missing else
+                f"{len(extra)} tensors left over (e.g. {extra[:2]})" if extra else
+                f"{reshaped[0]} has shape {found[reshaped[0]]} there, {expected[reshaped[0]]} here"
+            )  # fmt: skip
+            raise ValueError(
+                f"--ckpt_path {self.config[self.subcommand].ckpt_path!r} holds another network than this config "
+                f"builds ({detail}). Give the config the checkpoint was trained with (its run folder's "
+                f"{CONFIG}); to load weights into a network of another depth or tying, use --model.init_from."
+            )
+
+    def check_before_fit(self) -> None:
+        """What can be checked before ``fit`` starts: room for the checkpoints, the ``init_from``
+        weights (loaded now, so that a missing file or a mismatch stops the run before any data work),
+        the optimizer's options and where the data is."""
+        config = self.config[self.subcommand]
+        network_bytes = sum(t.numel() * t.element_size() for t in self.model.network.state_dict().values())
+        # best.ckpt and last.ckpt, each with the weights and up to two optimizer buffers per weight
+        check_free_space(Path(config.trainer.default_root_dir), needed_bytes=2 * 3 * network_bytes)
+        if config.get("ckpt_path") is None:
+            self.model.initialise_from_checkpoint()
+        self.model.configure_optimizers()  # torch checks lr, momentum, weight_decay here, not in the config
+        if callable(check_data := getattr(self.datamodule, "check_data", None)):
+            check_data()
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        """The trainer, writing its checkpoints atomically (:class:`AtomicCheckpointIO`) unless a
+        plugin chose another writer."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    # -- running ------------------------------------------------------------------------------------
+    def before_fit(self) -> None:
+        SIGNALS.trainer_running = True
+        SIGNALS.stop_hint = (
+            f"The run is resumable: {self.run_folder / 'checkpoints' / 'last.ckpt'}; continue it with the same "
+            "command and --ckpt_path last."
+        )
+
+    def after_fit(self) -> None:
+        """Say where the run's checkpoints, config and logs are (rank 0; every rank takes part in
+        finding the run folder, which is a collective call under DDP)."""
+        trainer = self.trainer
+        run_folder = Path(trainer.log_dir)
+        checkpoint = trainer.checkpoint_callback
+        if not trainer.is_global_zero or checkpoint is None:
+            return
+        kept_last = [callback.last_model_path for callback in trainer.checkpoint_callbacks if callback.last_model_path]
+        best, last = shown(checkpoint.best_model_path), shown(kept_last[-1] if kept_last else "")
+        finish_wandb_runs(trainer, {"best_checkpoint": best, "last_checkpoint": last})
+        validated = best and checkpoint.best_model_score is not None
+        score = f" ({checkpoint.monitor} {checkpoint.best_model_score:.4f})" if validated else ""
+        checkpoints = [f"{best or '(no best: nothing validated)'}{score}", *([last] if last else [])]
+        print(
+            f"\nDone. Checkpoints: {', '.join(checkpoints)}; config: {run_folder / CONFIG}; logs: {run_folder}",
+            flush=True,
+        )
+
+
+def check_room_to_train(trainer: Namespace, checkpoint: dict[str, Any], path: Path) -> None:
+    """Refuse to resume a run that already reached the trainer's ``max_epochs`` (Lightning stops
+    with a traceback deep in its loops)."""
+    epoch = int(checkpoint.get("epoch", 0))
+    max_epochs = trainer.get("max_epochs")
+    if max_epochs is not None and max_epochs != -1 and epoch >= max_epochs:
+        raise ValueError(
+            f"--ckpt_path {str(path)!r} was saved in epoch {epoch + 1}, and trainer.max_epochs is {max_epochs}: "
+            f"there is nothing left to train. Give --trainer.max_epochs {epoch + 2} or more to train on."
+        )
+
+
+def config_subcommand(config: Namespace) -> str:
+    return config["subcommand"]
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as {dotted key: leaf} (lists and tuples are leaves, as lists)."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}{key}.").items()}
+    key = prefix.rstrip(".")
+    return {key: list(value) if isinstance(value, tuple) else value}
+
+
+def describe_configs() -> int:
+    """List the configs that ship with the package, by group, with what each reproduces."""
+    print(describe_shipped_configs())
+    return 0
+
+
+@contextlib.contextmanager
+def reported_as_input_errors(cli: ResNodeCLI) -> Iterator[None]:
+    """Report an error raised while building the run from its config as ``error: <message>`` and
+    exit with status 2, as for a parse error (``RESNODE_DEBUG=1`` shows the traceback instead).
+    The run's folder is removed again if nothing was written into it."""
+    try:
+        yield
+    except (ValueError, TypeError, OSError) as error:
+        folder = getattr(cli, "run_folder", None)
+        if folder is not None and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        if os.environ.get("RESNODE_DEBUG"):
+            raise
+        sys.stderr.write(f"error: {error}\n(RESNODE_DEBUG=1 shows where it was raised.)\n")
+        raise SystemExit(2) from error
+
+
+def step_checkpoint(dirpath: str, every_n_train_steps: int | None) -> list[ModelCheckpoint]:
+    """A checkpoint callback that refreshes ``dirpath/last.ckpt`` every n optimizer steps (none for 0 or None)."""
+    if not every_n_train_steps:
+        return []
+    return [
+        ModelCheckpoint(
+            dirpath, save_top_k=0, save_last=True, every_n_train_steps=every_n_train_steps, enable_version_counter=False
+        )
+    ]
+
+
+def point_loggers(loggers: list, root: Path, folder: Path) -> None:
+    """Every logger writes into the run folder; W&B offline by itself where there is no account."""
+    for logger in loggers:
+        init_args = logger.init_args
+        if logger.class_path.endswith("WandbLogger"):
+            init_args.save_dir = str(folder)
+            if not init_args.offline and (offline := offline_by_default()) is not None:
+                init_args.offline = offline
+        elif {"save_dir", "version"} <= set(init_args.keys()):  # CSV, TensorBoard
+            init_args.save_dir, init_args.version = str(root), folder.name
+
+
+def always_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def shown(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it (as the user typed it)."""
+    if not path:
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def run_title(name: str, arguments: list[str]) -> str:
+    """The run's name for trackers: the config's name and the flags that override it
+    (``cifar_adjoint model.network.depth=32``)."""
+    overrides, waiting = [], None
+    for argument in map(str, arguments):
+        if argument.startswith("--"):
+            key, _, value = argument[2:].partition("=")
+            waiting = None if value or key in ("config", "print_config") else key
+            if value and key != "config":
+                overrides.append(f"{key}={value}")
+        elif waiting is not None:
+            overrides.append(f"{waiting}={argument}")
+            waiting = None
+    return " ".join([name, *overrides])
+
+
+def main(args: ArgsType = None) -> ResNodeCLI:
+    """Run the ``resnode`` command line (``args`` as on the command line, or from ``sys.argv``);
+    returns the CLI, whose ``trainer``, ``model`` and ``datamodule`` a Python caller may inspect.
+
+    ``configs``, ``sweep`` and ``gradcheck`` exit with their status (SystemExit). A run stopped by
+    SIGTERM or SIGUSR1 exits with 128 + the signal's number, after saving a resumable checkpoint.
+    """
+    quiet_known_messages()
+    SIGNALS.install()
+    try:
+        cli = resnode_cli(args)
+    except SIGTERMException:
+        stopped()
+    finally:
+        SIGNALS.uninstall()
+    if SIGNALS.received is not None:
+        stopped()
+    return cli
+
+
+def stopped() -> typing.NoReturn:
+    sys.stderr.write(f"\nStopped by {SIGNALS.received.name if SIGNALS.received else 'SIGTERM'}. {SIGNALS.stop_hint}\n")
+    raise SystemExit(SIGNALS.exit_status)
+
+
+def command() -> None:
+    """The ``resnode`` console script: :func:`main` on ``sys.argv`` (a console script exits with
+    the value its function returns, so this one returns nothing: status 0 when the run ends).
+
+    A DDP run's process group is shut down before the interpreter exits: left to exit, gloo's
+    threads can abort the process after a successful run ("terminate called without an active
+    exception", exit status -6)."""
+    main()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def resnode_cli(args: ArgsType, **options) -> ResNodeCLI:
+    """The ``resnode`` LightningCLI over ``args`` (``options`` go to LightningCLI, e.g. ``run=False``)."""
+    return ResNodeCLI(
+        ImageClassifier,
+        LightningDataModule,
+        trainer_class=ResNodeTrainer,
+        subclass_mode_data=True,
+        parser_class=ResNodeArgumentParser,
+        save_config_callback=SaveConfigEverywhere,
+        trainer_defaults={"logger": DEFAULT_LOGGER},
+        seed_everything_default=0,
+        auto_configure_optimizers=False,
+        parser_kwargs={"version": __version__, "prog": "resnode", "description": DESCRIPTION},
+        args=args,
+        **options,
+    )

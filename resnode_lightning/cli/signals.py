@@ -1,0 +1,67 @@
+"""A scheduler's signals: every one leaves a resumable run and a non-zero exit status.
+
+SLURM and most schedulers send SIGTERM before they stop a job (preemption, time limit); SLURM
+sends SIGUSR1 (``--signal=USR1@90``) where a job asked for a warning. Lightning turns SIGTERM
+into a stop of the loops (and, under SLURM with auto-requeue, SIGUSR1 into a checkpoint and a
+requeue, which is left to it). Here a SIGUSR1 that Lightning does not handle is made a SIGTERM,
+the training stops after its current step with a checkpoint
+(:class:`~resnode_lightning.training.interruption.CheckpointOnSignal`), and the process exits with
+128 + the signal's number, as a shell reports a process killed by it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+from lightning.fabric.plugins.environments import SLURMEnvironment
+
+
+class SignalRecorder:
+    """Remembers the first stopping signal this process received.
+
+    Before the trainer runs (parsing, building, loading data) there is nothing to save: the
+    process exits at once. Once :attr:`trainer_running` is set, SIGTERM's handler records and
+    returns, and Lightning's own handler, which it composes with the one it finds, stops the
+    loops. SIGUSR1, outside a SLURM job that requeues with it, is recorded and sent on to this
+    process as SIGTERM.
+    """
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self.trainer_running = False
+        self.stop_hint = ""
+        self.previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Handle SIGTERM (and SIGUSR1 outside SLURM) from now on, afresh; :meth:`uninstall` puts
+        the previous handlers back (a Python caller's process is left as it was)."""
+        self.__init__()
+        handlers = {signal.SIGTERM: self.on_sigterm}
+        if hasattr(signal, "SIGUSR1") and not SLURMEnvironment.detect():
+            handlers[signal.SIGUSR1] = self.on_sigusr1
+        for number, handler in handlers.items():
+            self.previous[number] = signal.signal(number, handler)
+
+    def uninstall(self) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        self.previous = {}
+
+    def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self.received = self.received or signal.Signals(signum)
+        if not self.trainer_running:
+            sys.stderr.write(f"Stopped by {self.received.name} before training started: nothing to save.\n")
+            raise SystemExit(self.exit_status)
+
+    def on_sigusr1(self, signum: int, frame: FrameType | None) -> None:
+        self.received = self.received or signal.Signals(signum)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal's number (143 for SIGTERM)."""
+        return 128 + int(self.received or signal.SIGTERM)
