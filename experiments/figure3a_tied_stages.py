@@ -75,6 +75,7 @@ def batchnorm() -> None:
 
     from resnode_lightning.data import CIFAR10DataModule
     from resnode_lightning.models import ResNet, load_weights
+    from resnode_lightning.training.weights import read_network_weights
 
     torch.set_grad_enabled(False)
     data = CIFAR10DataModule(root=str(CIFAR), batch_size=128)
@@ -88,7 +89,7 @@ def batchnorm() -> None:
         for swept, folder in sorted(finished_runs("figure3a", CPU_SCALE, HERE), key=lambda r: int(r[0]["depth"])):
             network = ResNet(preset="resnet18", depth=int(swept["depth"]), stem="cifar", base_width=BASE_WIDTH,
                              num_classes=10, tied=True, step=swept["step"])  # fmt: skip
-            load_weights(network, folder / "checkpoints" / "best.ckpt")
+            load_weights(network, read_network_weights(folder / "checkpoints" / "best.ckpt"))
             accuracy = {}
             for statistics in ("running", "batch"):
                 model = copy.deepcopy(network).train(statistics == "batch")

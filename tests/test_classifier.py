@@ -1,10 +1,14 @@
 """The LightningModule: metrics, the paper's transfer as configuration, resuming, clear errors."""
 
+import csv
 import functools
+import re
+from pathlib import Path
 
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from training_helpers import RandomImages, trainer
 
 from resnode_lightning.models import ResNet
@@ -95,23 +99,65 @@ def test_resuming_a_fine_tune_keeps_its_frozen_stages_and_does_not_reload_init_f
     assert all(optimizer.state[p]["momentum_buffer"] is not None for p in resumed.network.stages[2].parameters())
 
 
-def test_init_from_a_lightning_checkpoint_and_from_a_run_folder(tmp_path):
+def test_init_from_a_lightning_checkpoint_loads_its_network(tmp_path):
     first = classifier()
-    checkpoints = ModelCheckpoint(dirpath=tmp_path / "runs" / "pre" / "version_0" / "checkpoints", filename="best")
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="best")
     trainer(tmp_path, limit_train_batches=2, limit_val_batches=0, enable_checkpointing=True,
             callbacks=[checkpoints]).fit(first, RandomImages())  # fmt: skip
-    for source in (checkpoints.best_model_path, tmp_path / "runs" / "pre"):
-        model = classifier(init_from=str(source))
-        model.trainer = trainer(tmp_path)
-        model.on_fit_start()
-        assert all(torch.equal(a, b) for a, b in zip(model.network.state_dict().values(),
-                                                     first.network.state_dict().values()))  # fmt: skip
+    model = classifier(init_from=checkpoints.best_model_path)
+    model.trainer = trainer(tmp_path)
+    model.on_fit_start()
+    assert all(torch.equal(a, b) for a, b in zip(model.network.state_dict().values(),
+                                                 first.network.state_dict().values()))  # fmt: skip
 
 
 def test_init_from_a_missing_path_says_what_it_accepts(tmp_path):
     model = classifier(init_from=str(tmp_path / "nowhere.ckpt"))
-    with pytest.raises(FileNotFoundError, match=r"init_from: .*nowhere.ckpt.* does not exist.*run folder"):
+    with pytest.raises(FileNotFoundError, match=r"model.init_from: .*nowhere.ckpt.* does not exist.*run folder"):
         trainer(tmp_path, fast_dev_run=1).fit(model, RandomImages())
+
+
+def test_init_from_a_folder_or_weights_that_do_not_fit_are_refused_naming_the_field(tmp_path):
+    """The command line resolves a run folder into its checkpoint file; the module takes a file."""
+    with pytest.raises(ValueError, match=r"model.init_from: '.*' is a folder, not a checkpoint file"):
+        classifier(init_from=str(tmp_path)).initialise_from_checkpoint()
+    torch.save(resnet(base_width=8).state_dict(), tmp_path / "wide.pt")
+    with pytest.raises(ValueError, match=r"model.init_from='.*wide.pt' does not fit the network: checkpoint tensor"):
+        classifier(init_from=str(tmp_path / "wide.pt")).initialise_from_checkpoint()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (dict(label_smoothing=2.0), "model.label_smoothing=2.0 must lie in [0, 1): it is the ε of the cross-entropy"),
+        (dict(label_smoothing=-0.5), "model.label_smoothing=-0.5 must lie in [0, 1)"),
+        (dict(label_smoothing=1.0), "model.label_smoothing=1.0 must lie in [0, 1)"),
+        (dict(warmup_steps=-10), "model.warmup_steps=-10 must be an integer >= 0: it is the number of optimizer"),
+        (dict(warmup_steps=2.5), "model.warmup_steps=2.5 must be an integer >= 0"),
+        (dict(num_classes=0), "model.num_classes=0 must be an integer >= 1: it is K, the number of classes"),
+    ],
+    ids=["smoothing-2", "smoothing-negative", "smoothing-1", "warmup-negative", "warmup-float", "no-classes"],
+)
+def test_numbers_out_of_range_are_refused_when_the_module_is_built_naming_the_field(setting, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ImageClassifier(resnet(), **{"num_classes": 4, **setting})
+
+
+def test_an_epoch_shorter_than_log_every_n_steps_still_writes_a_training_row(tmp_path):
+    """Per-step keys (train/loss, train/acc) reach the logger every log_every_n_steps; the epoch
+    means train/epoch_loss and train/epoch_acc once per epoch, however short."""
+    model = classifier()
+    logger = CSVLogger(tmp_path, name="run")
+    run = trainer(tmp_path, logger=logger, log_every_n_steps=50, limit_train_batches=3, limit_val_batches=1)
+    run.fit(model, RandomImages())
+    with open(Path(logger.log_dir) / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    training = [row for row in rows if row.get("train/epoch_loss")]
+    assert len(training) == 1 and training[0]["step"] == "2"  # the epoch's last step, counted from 0
+    assert 0 <= float(training[0]["train/epoch_acc"]) <= 1
+    # the per-step keys keep their names (on_step with on_epoch would make them train/loss_step)
+    assert {"train/loss", "train/acc"} <= set(run.callback_metrics)
+    assert not any(key.endswith(("_step", "_epoch")) for key in run.callback_metrics)
 
 
 def test_freezing_everything_is_refused_before_training(tmp_path):

@@ -202,6 +202,26 @@ def test_models_import_no_lightning():
             assert not any(name.split(".")[0] in ("lightning", "pytorch_lightning") for name in names), path
 
 
+def test_models_read_no_files():
+    """Weights come into the models as state dicts: reading checkpoint files is training/weights.py's."""
+    for path in (Path(__file__).parents[1] / "resnode_lightning" / "models").glob("*.py"):
+        calls = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)]
+        names = {ast.unparse(call.func) for call in calls}
+        assert not names & {"torch.load", "open", "load_file", "read_checkpoint"}, path
+
+
+def test_stack_options_reach_each_stack_by_name_from_yaml():
+    """``gradient: adjoint`` in a config → ResNet(gradient=...) → residual_stack(gradient=...) →
+    ResidualStack(gradient=...), for every stack option, one value per stage."""
+    parser = ArgumentParser()
+    parser.add_class_arguments(ResNet, "model")
+    options = {"scheme": "heun", "step": 0.5, "gradient": "adjoint", "anchor_every": 2, "tied": True}
+    config = yaml.safe_dump({"model": {"depth": 3, "base_width": 4, **options}})
+    model = parser.instantiate(parser.parse_string(config)).model
+    for stack in model.stacks:
+        assert (stack.scheme, stack.step, stack.gradient, stack.anchor_every, stack.is_tied) == tuple(options.values())
+
+
 # -- the simple ResNet (Figure 4) -------------------------------------------------------------
 
 

@@ -7,17 +7,26 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..numerics import ResidualStack
+from ..numerics import GradientMode, ResidualStack, SchemeName, StepRule
 
 
-def residual_stack(make_block: Callable[[], nn.Module], depth: int, tied: bool, **options) -> ResidualStack:
-    """A ResidualStack of ``depth`` fresh blocks, or of one block used at every step when tied.
+def residual_stack(
+    make_block: Callable[[], nn.Module],
+    depth: int,
+    tied: bool = False,
+    scheme: SchemeName = "euler",
+    step: StepRule = "1/depth",
+    gradient: GradientMode = "backprop",
+    anchor_every: int | None = None,
+) -> ResidualStack:
+    """A ResidualStack of ``depth`` fresh blocks, or of one block used at every step when tied
+    (θ_n = θ).
 
-    ``options`` are ResidualStack's: scheme, step, gradient, anchor_every.
+    ``scheme``, ``step``, ``gradient`` and ``anchor_every`` are :class:`ResidualStack`'s, passed
+    on as they are; their meaning and defaults are its.
     """
-    if tied:
-        return ResidualStack.tied(make_block(), depth, **options)
-    return ResidualStack([make_block() for _ in range(depth)], **options)
+    blocks = [make_block()] * depth if tied else [make_block() for _ in range(depth)]
+    return ResidualStack(blocks, scheme=scheme, step=step, gradient=gradient, anchor_every=anchor_every)
 
 
 def classifier_head(channels: int, num_classes: int, pre_activation: bool) -> nn.Sequential:

@@ -195,8 +195,11 @@ class ResNet(Freezable):
         block = layout.block if block is None else block
         expansion = choose("block", block, EXPANSION)
         stack_depths = self.stack_depths(layout.depth if depth is None else depth)
-        given = dict(scheme=scheme, step=step, gradient=gradient, anchor_every=anchor_every)
-        stack_options = {name: per_stage(name, value) for name, value in given.items()}
+        # one value per stage for each stack option, checked here so that a wrong length is named
+        schemes = per_stage("scheme", scheme)
+        steps = per_stage("step", step)
+        gradients = per_stage("gradient", gradient)
+        anchors = per_stage("anchor_every", anchor_every)
         tied_stages = per_stage("tied", tied)
 
         self.stem = choose("stem", stem, STEMS)(in_channels, base_width)
@@ -205,9 +208,15 @@ class ResNet(Freezable):
         for i, stack_depth in enumerate(stack_depths):
             channels = base_width * 2**i * expansion
             transition = TransitionBlock(block, stage_input, channels, 1 if i == 0 else 2, zero_init_last_bn)
-            make_block = partial(residual_function, block, channels, zero_init_last_bn)
-            options = {name: values[i] for name, values in stack_options.items()}
-            stack = residual_stack(make_block, stack_depth, tied_stages[i], **options)
+            stack = residual_stack(
+                partial(residual_function, block, channels, zero_init_last_bn),
+                stack_depth,
+                tied=tied_stages[i],
+                scheme=schemes[i],
+                step=steps[i],
+                gradient=gradients[i],
+                anchor_every=anchors[i],
+            )
             stages.append(Stage(transition, stack))
             stage_input = channels
         self.stages = nn.ModuleList(stages)

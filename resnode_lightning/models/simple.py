@@ -58,7 +58,7 @@ class SimpleResNet(Freezable):
         self.stack = residual_stack(
             lambda: PreActBasicBlock(width, zero_init_last_bn=True),
             stack_depth,
-            tied,
+            tied=tied,
             scheme=scheme,
             step=step,
             gradient=gradient,

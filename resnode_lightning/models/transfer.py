@@ -3,19 +3,20 @@ chosen stages.
 
 - :func:`untie`: tied stacks (θ_n = θ) become N independent copies; same function.
 - :func:`deepen`: change the depth N → M of every stack, θ kept as a function of depth s.
-- :func:`load_weights`: load a checkpoint of another depth, or of a tied model, into a model.
+- :func:`load_weights`: load the state dict of another depth, or of a tied model, into a model.
 - :func:`train_only`: freeze everything but the chosen stages.
 
 Each changes the set of parameters or their ``requires_grad``: build the optimizer afterwards.
+Weights come in and go out as plain state dicts; reading checkpoint files is the training
+layer's work (:mod:`resnode_lightning.training.weights`).
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import pickle
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -25,9 +26,6 @@ from .freezing import Freezable
 
 Model = TypeVar("Model", bound=nn.Module)
 FreezableModel = TypeVar("FreezableModel", bound=Freezable)
-Checkpoint = str | os.PathLike | Mapping[str, Any]
-
-LIGHTNING_PREFIX = "network."  # the Lightning module holds the model as self.network
 COMPILED_PREFIX = "_orig_mod."  # torch.compile wraps a module under this name
 
 
@@ -138,40 +136,44 @@ def parts_outside(module: nn.Module, kept: Sequence[str], prefix: str = "") -> l
 
 
 def load_weights(
-    model: Model, checkpoint: Checkpoint, interpolation: Interpolation = "constant", prefix: str | None = None
+    model: Model,
+    state_dict: Mapping[str, Tensor],
+    interpolation: Interpolation = "constant",
+    prefix: str | None = None,
 ) -> Model:
-    """Load a checkpoint into a model whose stacks may have other depths or tying (in place).
+    """Load a state dict into a model whose stacks may have other depths or tying (in place).
 
     Everything outside the stacks (stem, transition blocks, head, with BatchNorm's running
     statistics) is copied as it is. Each stack is converted by the rule of :func:`deepen`: block i
-    of a target stack of depth M takes source block ⌊i·N/M⌋ of the checkpoint's N; a tied source
+    of a target stack of depth M takes source block ⌊i·N/M⌋ of the state dict's N; a tied source
     (all its blocks equal) gives M copies, the paper's transfer of a tied model (4 blocks per
     stage) into an untied deeper one ([4, 4, 64, 4]).
 
+    The models layer takes plain state dicts only: a checkpoint file, or a Lightning
+    checkpoint's ``state_dict`` under ``network.``, is read into one by
+    :func:`resnode_lightning.training.weights.read_network_weights`.
+
     Args:
-        model: the target, built with the checkpoint's architecture but any depths and tying;
+        model: the target, built with the source's architecture but any depths and tying;
             a model wrapped by ``torch.compile`` loads into the network it wraps.
-        checkpoint: a state_dict, the path of a file saved by ``torch.save`` (read with
-            ``weights_only=True``), or a dict with a ``"state_dict"`` entry (a Lightning
-            checkpoint).
+        state_dict: names → tensors, as ``model.state_dict()`` gives them.
         interpolation: ``"constant"`` (the paper's rule) or ``"linear"`` in depth.
-        prefix: the start of the checkpoint's keys for the model's weights, stripped before
-            loading; keys without it are ignored (an EMA or teacher copy, a loss's weights).
-            None: ``"network."`` in a Lightning checkpoint (where the LightningModule holds the
-            model as ``self.network``), ``""`` in a plain state_dict. ``_orig_mod.`` (what a
-            compiled model adds) is dropped wherever it appears.
+        prefix: the start of the keys of the model's weights, stripped before loading; keys
+            without it are ignored (an EMA or teacher copy, a loss's weights). None: ``""``, every
+            key. ``_orig_mod.`` (what a compiled model adds) is dropped wherever it appears.
 
     Raises:
-        ValueError: the file cannot be read (it is named); no model is found under ``prefix``
-            (the prefixes where one is found are listed); the checkpoint does not fit: a tensor
-            the model needs is missing or left over (architecture) or has another shape (widths),
-            the first one named; or a tied stack of the model would have to hold different blocks.
+        TypeError: ``state_dict`` is a path or not a mapping (the message says how to read a file).
+        ValueError: a value is not a tensor, or the mapping is a whole Lightning checkpoint; no
+            model is found under ``prefix`` (the prefixes where one is found are listed); the
+            state dict does not fit: a tensor the model needs is missing or left over
+            (architecture) or has another shape (widths), the first one named; or a tied stack of
+            the model would have to hold different blocks.
     """
     network = getattr(model, "_orig_mod", model)  # torch.compile wraps the network
     target = network.state_dict()
-    tensors, default_prefix = read_checkpoint(checkpoint)
-    prefix = default_prefix if prefix is None else prefix
-    source = CheckpointTensors(select_prefix(tensors, prefix, reference=next(iter(target))))
+    tensors = check_state_dict(state_dict)
+    source = CheckpointTensors(select_prefix(tensors, "" if prefix is None else prefix, reference=next(iter(target))))
     stacks = dict(named_stacks(network))
     source.check_architecture(target, stacks)
     converted: dict[str, Tensor] = {}
@@ -185,47 +187,38 @@ def load_weights(
     return model
 
 
-def read_checkpoint(checkpoint: Checkpoint) -> tuple[dict[str, Tensor], str]:
-    """The tensors of a state_dict, a ``torch.save`` file or a dict with a ``"state_dict"`` entry,
-    and the prefix of the model's keys in it by default (``"network."`` in a Lightning checkpoint)."""
-    if isinstance(checkpoint, (str, os.PathLike)):
-        checkpoint = load_file(checkpoint)
-    default_prefix = ""
-    if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint:
-        checkpoint, default_prefix = checkpoint["state_dict"], LIGHTNING_PREFIX
-    if not isinstance(checkpoint, Mapping) or not all(isinstance(v, Tensor) for v in checkpoint.values()):
-        raise ValueError(
-            "checkpoint must be a state_dict (names → tensors), a dict with a 'state_dict' entry, or "
-            f"the path of a file holding one; got a {type(checkpoint).__name__} that is none of these."
+READ_A_FILE = (
+    "read a checkpoint file (a Lightning .ckpt or a torch.save'd state dict) with "
+    "resnode_lightning.training.weights.read_network_weights(path) and pass what it returns"
+)
+
+
+def check_state_dict(state_dict: object) -> dict[str, Tensor]:
+    """``state_dict`` as a dict of names → tensors, or an error that says what it is instead."""
+    if isinstance(state_dict, (str, os.PathLike)):
+        raise TypeError(
+            f"load_weights takes a state dict (names → tensors), not the path {os.fspath(state_dict)!r}: "
+            f"the models layer reads no files; {READ_A_FILE}."
         )
-    return dict(checkpoint), default_prefix
-
-
-def load_file(path: str | os.PathLike) -> Any:
-    """``torch.load`` of weights only, with errors that name the file and what is wrong with it."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        # "Unsupported global: GLOBAL torch.optim.sgd.SGD", or "unsupported GLOBAL posix.system whose
-        # module posix is blocked" for a pickle that would run code
-        if "unsupported global" not in str(error).lower():
-            raise unreadable(path, error) from error
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(
+            f"load_weights takes a state dict (names → tensors), got a {type(state_dict).__name__}: pass "
+            f"model.state_dict(), or {READ_A_FILE}."
+        )
+    if isinstance(state_dict.get("state_dict"), Mapping):
         raise ValueError(
-            f"{os.fspath(path)!r} holds objects other than tensors and plain containers, which are "
-            "not loaded: unpickling them could run any code the file carries (weights_only=True). Save "
-            "the weights alone, torch.save(model.state_dict(), path), and load that file."
-        ) from error
-    except (RuntimeError, KeyError, EOFError, ValueError) as error:  # what torch.load raises on bad bytes
-        raise unreadable(path, error) from error
-
-
-def unreadable(path: str | os.PathLike, error: Exception) -> ValueError:
-    reason = str(error).splitlines()[0] if str(error) else "no detail"
-    return ValueError(
-        f"{os.fspath(path)!r} is not a readable torch.save file ({type(error).__name__}: {reason}): it is "
-        "truncated (an interrupted save or copy), or not a checkpoint at all. Check the path, or save "
-        "the weights again."
-    )
+            "load_weights takes a state dict (names → tensors), but this mapping holds a 'state_dict' "
+            "entry: it is a whole Lightning checkpoint. Take the network's weights out of it with "
+            "resnode_lightning.training.weights.network_state_dict(checkpoint), or "
+            f"{READ_A_FILE}."
+        )
+    other = next((key for key, value in state_dict.items() if not isinstance(value, Tensor)), None)
+    if other is not None:
+        raise ValueError(
+            f"load_weights takes a state dict (names → tensors), but entry {other!r} is a "
+            f"{type(state_dict[other]).__name__}: pass model.state_dict(), or {READ_A_FILE}."
+        )
+    return dict(state_dict)
 
 
 def select_prefix(tensors: dict[str, Tensor], prefix: str, reference: str) -> dict[str, Tensor]:
@@ -251,7 +244,7 @@ def select_prefix(tensors: dict[str, Tensor], prefix: str, reference: str) -> di
     raise ValueError(
         f"the checkpoint holds no model under prefix={prefix!r} (it has no key {prefix + reference!r}); "
         f"it holds one under {', '.join(map(repr, found))}. Pass the prefix of the weights to load, "
-        f"e.g. load_weights(model, checkpoint, prefix={found[0]!r})."
+        f"e.g. load_weights(model, state_dict, prefix={found[0]!r})."
     )
 
 

@@ -17,8 +17,8 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..models import load_weights, train_only
-from .checkpoints import resolve_checkpoint
 from .optimization import apply_lr_scales, parameter_groups, warmup
+from .weights import read_network_weights
 
 Batch = tuple[Tensor, Tensor]
 
@@ -29,17 +29,47 @@ def accuracy(num_classes: int, top_k: int) -> MulticlassAccuracy:
     return MulticlassAccuracy(num_classes, top_k=top_k, average="micro")
 
 
+def check_settings(num_classes: int, warmup_steps: int, label_smoothing: float) -> None:
+    """Refuse numbers that would fail later (a traceback mid-training) or mean something else, by
+    field name and with what the field is."""
+    if not is_integer(num_classes) or num_classes < 1:
+        raise ValueError(
+            f"model.num_classes={num_classes!r} must be an integer >= 1: it is K, the number of classes "
+            "of the data (the columns of the network's logits)."
+        )
+    if not is_integer(warmup_steps) or warmup_steps < 0:
+        raise ValueError(
+            f"model.warmup_steps={warmup_steps!r} must be an integer >= 0: it is the number of optimizer "
+            "steps over which the learning rate rises linearly to its value; 0 turns warm-up off."
+        )
+    is_number = isinstance(label_smoothing, (int, float)) and not isinstance(label_smoothing, bool)
+    if not is_number or not 0 <= label_smoothing < 1:
+        raise ValueError(
+            f"model.label_smoothing={label_smoothing!r} must lie in [0, 1): it is the ε of the "
+            "cross-entropy's smoothed targets; 0 turns it off."
+        )
+
+
+def is_integer(value: object) -> bool:
+    """Whether ``value`` is an int (a bool is not: ``True`` is no count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class ImageClassifier(LightningModule):
     """Trains ``network`` (images → logits) with cross-entropy and reports top-1/top-5 accuracy.
 
     The loss is the cross-entropy of the logits, with optional label smoothing ε:
     L = −Σ_c q_c log softmax(z)_c, q = (1 − ε) onehot(y) + ε/K. Metrics are torchmetrics objects,
-    one set per split: ``train/loss``, ``train/acc``; ``val/loss``, ``val/acc1``, ``val/acc5``;
+    one set per split: ``train/loss``, ``train/acc`` per step (written every
+    ``log_every_n_steps``), ``train/epoch_loss``, ``train/epoch_acc`` over each epoch (written
+    once per epoch, however short it is), ``train/lr``; ``val/loss``, ``val/acc1``, ``val/acc5``;
     the same under ``test/`` (top-5 only with more than 5 classes).
 
     The paper's transfer (its Table 2) is two options: ``init_from`` loads the weights of a
-    checkpoint into the network through :func:`~resnode_lightning.models.load_weights` (weights
-    only; a tied or shallower network's weights are untied and deepened to this network's depths),
+    checkpoint file into the network (read weights-only by
+    :func:`~resnode_lightning.training.weights.read_network_weights`, loaded by
+    :func:`~resnode_lightning.models.load_weights`: a tied or shallower network's weights are
+    untied and deepened to this network's depths),
     and ``trainable_stages`` freezes every other part through
     :func:`~resnode_lightning.models.train_only`. The optimizer is built afterwards, on the
     trainable parameters only. Resuming a run (``--ckpt_path``) keeps both: the frozen parts stay
@@ -48,23 +78,29 @@ class ImageClassifier(LightningModule):
     Args:
         network: the classifier, any ``nn.Module`` mapping (B, C, H, W) images to (B, K) logits,
             given by ``class_path`` (e.g. ``resnode_lightning.models.SimpleResNet``).
-        num_classes: K, the number of classes of the data (the CLI links it to the data module's).
+        num_classes: K >= 1, the number of classes of the data (the CLI links it to the data module's).
         optimizer: the optimizer class and its arguments (``class_path: torch.optim.SGD`` with
             ``init_args: {lr: 0.1, momentum: 0.9, weight_decay: 5.0e-4}``).
         lr_scheduler: the learning-rate schedule (e.g. ``torch.optim.lr_scheduler.CosineAnnealingLR``
             with ``T_max`` = epochs, or ``MultiStepLR``); None keeps the learning rate constant.
         lr_scheduler_interval: whether the schedule steps once per ``"epoch"`` or per ``"step"``.
-        warmup_steps: linear warm-up of the learning rate over the first optimizer steps (0: none).
-        label_smoothing: ε of the cross-entropy (0: none).
+        warmup_steps: linear warm-up of the learning rate over the first optimizer steps (>= 0;
+            0: none).
+        label_smoothing: ε of the cross-entropy, in [0, 1) (0: none).
         no_weight_decay_on_norms_and_biases: no weight decay on biases and normalisation layers.
         scale_stack_lr_by_depth: learning rate N · lr for the parameters of a stack of depth N
             (the ``--adaptive`` option of the paper's code).
-        init_from: weights to start from: a Lightning checkpoint or a ``torch.save``d state dict,
-            or a run folder (``runs/<config>``: its latest run's best checkpoint). Loaded once,
-            when ``fit`` starts a new run, or ``validate``/``test`` run without ``--ckpt_path``
-            (the transferred network's accuracy); never over a ``--ckpt_path``.
+        init_from: weights to start from: a checkpoint file, Lightning's or a ``torch.save``d
+            state dict (the ``resnode`` command line also takes a run folder or ``last`` and
+            resolves it to a file before the model is built). Loaded once, when ``fit`` starts a
+            new run, or ``validate``/``test`` run without ``--ckpt_path`` (the transferred
+            network's accuracy); never over a ``--ckpt_path``.
         trainable_stages: train only these stages (numbered from 1 as in the paper, e.g. [3]);
             everything else is frozen, BatchNorm statistics included. None trains everything.
+
+    Raises:
+        ValueError: ``num_classes``, ``warmup_steps`` or ``label_smoothing`` out of range, in
+            ``__init__`` (before any training); the message names the field and its range.
     """
 
     def __init__(
@@ -82,6 +118,7 @@ class ImageClassifier(LightningModule):
         trainable_stages: list[int] | None = None,
     ) -> None:
         super().__init__()
+        check_settings(num_classes, warmup_steps, label_smoothing)
         with warnings.catch_warnings():  # from a config they are plain values; from Python, objects:
             warnings.filterwarnings("ignore", "Attribute 'network' is an instance of `nn.Module`")
             self.save_hyperparameters(logger=False)  # loggers get the whole config instead
@@ -133,11 +170,31 @@ class ImageClassifier(LightningModule):
 
     def initialise_from_checkpoint(self) -> None:
         """Load the ``init_from`` weights into the network, once (the CLI calls it before ``fit``
-        to report a missing or mismatching checkpoint before any data work)."""
+        to report a missing or mismatching checkpoint before any data work).
+
+        Raises:
+            FileNotFoundError: no file at ``init_from``; the message names the field and the fix.
+            ValueError: the file is not a readable checkpoint, or its weights do not fit the
+                network (from :func:`~.weights.read_network_weights` and
+                :func:`~resnode_lightning.models.load_weights`), prefixed with ``model.init_from``.
+        """
         if self.init_from is None or self.initialised_from is not None:
             return
-        path = resolve_checkpoint(self.init_from)
-        load_weights(self.network, path)
+        path = Path(self.init_from)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"model.init_from: {str(path)!r} does not exist. Name a checkpoint file (a Lightning .ckpt "
+                "or a torch.save'd state dict); on the resnode command line it may also be a run folder "
+                "(runs/<name>) or 'last'."
+            )
+        try:
+            weights = read_network_weights(path)  # its errors name the file
+        except ValueError as error:
+            raise ValueError(f"model.init_from: {error}") from error
+        try:
+            load_weights(self.network, weights)
+        except ValueError as error:
+            raise ValueError(f"model.init_from={str(path)!r} does not fit the network: {error}") from error
         self.initialised_from = path
         rank_zero_info(f"Network initialised from {path}")
 
@@ -159,9 +216,15 @@ class ImageClassifier(LightningModule):
         images, labels = batch
         logits = self.logits(images)
         loss = self.loss(logits, labels)
-        self.train_metrics(logits, labels)
+        accuracy = self.train_metrics(logits, labels)["train/acc"]  # this batch's
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict(self.train_metrics, prog_bar=True)
+        # the per-step keys reach the loggers every log_every_n_steps only: an epoch with fewer
+        # steps would leave no training row at all. Epoch means (weighted by batch size, so the
+        # accuracy is the epoch's) are written once per epoch whatever its length; their own keys,
+        # since on_step and on_epoch together would rename train/loss to train/loss_step.
+        epoch_means = {"train/epoch_loss": loss, "train/epoch_acc": accuracy}
+        self.log_dict(epoch_means, on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
         self.log("train/lr", self.base_lr(), prog_bar=False)
         return loss
 
