@@ -1,16 +1,19 @@
-"""Fixtures shared by the test files: real data, small."""
+"""Fixtures shared by the test files: small data written on the fly, the real data where a test needs it."""
 
+import os
 import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from image_trees import CIFAR_IMAGES_PER_SPLIT, write_image_tree
 
-CIFAR_JPG_TAR = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10-jpg.tar.gz"
-"""The real CIFAR-10 as JPEGs (shared/data/README.md), beside the repository in every checkout and in CI."""
+REAL_CIFAR_VARIABLE = "RESNODE_CIFAR10_TAR"
+"""The environment variable naming the real CIFAR-10 as JPEGs, ``cifar10-jpg.tar.gz`` (shared/data/README.md)."""
 
-IMAGES_PER_CLASS = {"train": 20, "test": 10}
+REAL_CIFAR_BESIDE_REPOSITORY = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10-jpg.tar.gz"
+"""Where the real CIFAR-10 JPEGs are looked for when the environment variable is not set."""
 
 
 @pytest.fixture
@@ -27,23 +30,44 @@ def wandb_disabled(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
 
 
+@pytest.fixture(autouse=True)
+def cache_in_the_session_folder(tmp_path_factory, monkeypatch):
+    """Decoded images are cached in the session's temporary folder, never in the user's ~/.cache."""
+    monkeypatch.setenv("RESNODE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "resnode-cache"))
+
+
 @pytest.fixture(scope="session")
 def cifar_jpg_root(tmp_path_factory) -> Path:
-    """A folder whose ``train/<class>/`` and ``test/<class>/`` hold the first 20 and 10 CIFAR-10 JPEGs of each class.
+    """A small CIFAR-10 image tree: ``train/<class>/`` and ``test/<class>/`` hold 20 and 10 JPEGs (32x32 RGB)
+    of each of the 10 classes, generated (:func:`image_trees.write_image_tree`), learnable and the same in every run.
 
     Read-only by convention: it is shared by the whole session; copy it before changing it.
     """
-    if not CIFAR_JPG_TAR.is_file():
-        raise FileNotFoundError(f"The tests need {CIFAR_JPG_TAR} (the shared data folder beside the repository).")
-    root = tmp_path_factory.mktemp("cifar10-jpg")
+    return write_image_tree(tmp_path_factory.mktemp("cifar10-jpg"))
+
+
+@pytest.fixture(scope="session")
+def real_cifar_jpg_root(tmp_path_factory) -> Path:
+    """As :func:`cifar_jpg_root`, from the real CIFAR-10: the first 20 and 10 JPEGs of each class of
+    ``$RESNODE_CIFAR10_TAR`` (default: ``shared/data/cifar10-jpg.tar.gz`` beside the repository).
+
+    Skips the test, saying how to provide the data, where there is none. Read-only by convention.
+    """
+    archive_path = Path(os.environ.get(REAL_CIFAR_VARIABLE) or REAL_CIFAR_BESIDE_REPOSITORY).expanduser()
+    if not archive_path.is_file():
+        pytest.skip(
+            f"needs the real CIFAR-10 JPEGs, and there is no {archive_path}: set {REAL_CIFAR_VARIABLE} to the path "
+            f"of cifar10-jpg.tar.gz (shared/data/README.md), or put it at {REAL_CIFAR_BESIDE_REPOSITORY}"
+        )
+    root = tmp_path_factory.mktemp("real-cifar10-jpg")
     taken: Counter[tuple[str, str]] = Counter()
-    with tarfile.open(CIFAR_JPG_TAR, "r|gz") as archive:  # one pass over the stream
+    with tarfile.open(archive_path, "r|gz") as archive:  # one pass over the stream
         for member in archive:
             parts = Path(member.name).parts  # cifar10-jpg/<split>/<class>/<image>
-            if not member.isfile() or len(parts) != 4 or parts[1] not in IMAGES_PER_CLASS:
+            if not member.isfile() or len(parts) != 4 or parts[1] not in CIFAR_IMAGES_PER_SPLIT:
                 continue
             split, label = parts[1], parts[2]
-            if taken[split, label] < IMAGES_PER_CLASS[split]:
+            if taken[split, label] < CIFAR_IMAGES_PER_SPLIT[split]:
                 taken[split, label] += 1
                 target = root.joinpath(*parts[1:])
                 target.parent.mkdir(parents=True, exist_ok=True)

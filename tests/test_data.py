@@ -1,9 +1,11 @@
-"""The data layer: in-memory batches, batched augmentation, and the data modules on real data."""
+"""The data layer: in-memory batches, batched augmentation, and the data modules on small generated image trees."""
 
 import shutil
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import image_trees
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -265,13 +267,13 @@ def test_lightning_resumes_training_with_exactly_the_batches_of_an_uninterrupted
 
 # -- CIFAR -----------------------------------------------------------------------------------------
 
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR10_CLASSES = list(image_trees.CIFAR10_CLASSES)
 
 
 @pytest.fixture
 def cifar_copy(cifar_jpg_root, tmp_path):
-    """A private copy of the JPEG subset, free to change, without the decode cache other tests may have left."""
-    return shutil.copytree(cifar_jpg_root, tmp_path / "cifar10-jpg", ignore=shutil.ignore_patterns(".resnode_cache"))
+    """A private copy of the small image tree, free to change."""
+    return shutil.copytree(cifar_jpg_root, tmp_path / "cifar10-jpg")
 
 
 def test_cifar_image_tree_gives_uint8_splits_and_normalised_augmented_batches(cifar_copy, tmp_path, monkeypatch):
@@ -289,10 +291,16 @@ def test_cifar_image_tree_gives_uint8_splits_and_normalised_augmented_batches(ci
     assert torch.equal(train.labels.bincount(), torch.full((10,), 20))
     images, labels = data.transform_batch(next(iter(data.train_dataloader())), training=True)
     assert images.shape == (16, 3, 32, 32) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    assert list(working_directory.iterdir()) == []  # nothing written to the working directory
+
+
+def test_cifar10_normalisation_constants_fit_the_real_images(real_cifar_jpg_root):
+    data = CIFAR10DataModule(root=str(real_cifar_jpg_root))
+    data.setup("fit")
+    test = data.splits["test"]
     everything = data.transform_batch((test.images, test.labels), training=False)[0]
     assert everything.mean(dim=(0, 2, 3)).abs().max() < 0.15  # CIFAR10_MEAN fits the real images; the paper's
     assert ((1 < everything.std(dim=(0, 2, 3))) & (everything.std(dim=(0, 2, 3)) < 1.5)).all()  # std is ~20 % low
-    assert list(working_directory.iterdir()) == []  # nothing written to the working directory
 
 
 def test_cifar_validation_hold_out_is_seeded_and_disjoint_from_training(cifar_jpg_root):
@@ -310,40 +318,13 @@ def test_cifar_validation_hold_out_is_seeded_and_disjoint_from_training(cifar_jp
     assert len(first["test"].labels) == 100
 
 
-def test_decoded_images_are_cached_once_and_reused_without_decoding(cifar_copy, monkeypatch):
-    first = CIFAR10DataModule(root=str(cifar_copy))
-    first.setup("fit")
-    caches = sorted((cifar_copy / ".resnode_cache").iterdir())
-    assert [cache.name for cache in caches] == ["test.pt", "train.pt"]
-    written = [cache.stat().st_mtime_ns for cache in caches]
-
-    def no_decoding(path):
-        raise AssertionError(f"decoded {path} again")
-
-    monkeypatch.setattr(image_folder, "open_rgb", no_decoding)
-    again = CIFAR10DataModule(root=str(cifar_copy))
-    again.setup("fit")
-    assert torch.equal(again.splits["train"].images, first.splits["train"].images)
-    assert [cache.stat().st_mtime_ns for cache in caches] == written
-
-
-def test_the_cache_is_decoded_again_when_the_images_change(cifar_copy):
-    CIFAR10DataModule(root=str(cifar_copy)).setup("fit")
-    removed = sorted((cifar_copy / "train" / "cat").iterdir())[0]
-    removed.unlink()
-    data = CIFAR10DataModule(root=str(cifar_copy))
+def test_a_cifar_image_tree_is_served_in_a_mixed_order_so_that_any_prefix_has_every_class(cifar_jpg_root):
+    """The tree lists images class by class; a limited validation (the first batches) must not see
+    only the first classes."""
+    data = CIFAR10DataModule(root=str(cifar_jpg_root), batch_size=20)
     data.setup("fit")
-    assert len(data.splits["train"].labels) == 199
-
-
-def test_the_cache_goes_to_the_user_cache_when_the_data_folder_is_not_writable(cifar_copy, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
-    (cifar_copy / ".resnode_cache").write_text("a file where the cache folder would go")
-    with pytest.warns(UserWarning, match="user-cache"):
-        CIFAR10DataModule(root=str(cifar_copy)).setup("fit")
-    assert len(list((tmp_path / "user-cache" / "resnode_lightning").glob("*/train.pt"))) == 1
-    CIFAR10DataModule(root=str(cifar_copy)).setup("fit")  # and is found there next time
-    assert len(list((tmp_path / "user-cache" / "resnode_lightning").glob("*/*.pt"))) == 2
+    first_batch_labels = next(iter(data.val_dataloader()))[1]
+    assert len(set(first_batch_labels.tolist())) >= 7
 
 
 def test_missing_data_is_refused_with_the_path_and_the_ways_to_get_it(tmp_path):
@@ -372,8 +353,9 @@ def test_a_corrupt_image_is_refused_with_its_file_name(cifar_copy):
 def test_cifar100_has_100_classes_and_refuses_a_10_class_tree(cifar_jpg_root):
     data = CIFAR100DataModule(root=str(cifar_jpg_root))
     assert (data.num_classes, data.in_channels) == (100, 3)
-    with pytest.raises(ValueError, match=f"{cifar_jpg_root / 'train'} has 10 class folders but CIFAR-100 has 100"):
-        data.setup("fit")
+    for check in (data.check_data, lambda: data.setup("fit")):
+        with pytest.raises(ValueError, match=f"{cifar_jpg_root / 'train'} has 10 class folders but CIFAR-100 has 100"):
+            check()
 
 
 class FakeTorchvisionCIFAR10:
@@ -407,11 +389,216 @@ def test_download_true_downloads_both_splits_with_torchvision_into_root_and_read
     assert data.splits["train"].labels.tolist() == fake.targets and data.classes == CIFAR10_CLASSES
 
 
+# -- Where decoded images are cached ---------------------------------------------------------------
+
+
+def files_under(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` (hidden ones too), with its modification time."""
+    return {str(path.relative_to(folder)): path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()}
+
+
+def test_preparing_and_setting_up_an_image_tree_writes_nothing_into_the_data_folder(cifar_copy):
+    before = files_under(cifar_copy.parent)
+    data = CIFAR10DataModule(root=str(cifar_copy))
+    data.prepare_data()
+    data.setup("fit")
+    assert files_under(cifar_copy.parent) == before
+
+
+CACHE_PLACES = ["option", "RESNODE_CACHE_DIR", "XDG_CACHE_HOME", "HOME"]
+"""Where the cache may be chosen, first the one that wins."""
+
+
+@pytest.mark.parametrize("winner", CACHE_PLACES)
+def test_the_cache_goes_to_the_option_else_the_variable_else_the_per_user_cache(
+    winner, cifar_copy, tmp_path, monkeypatch
+):
+    """The winner and every place after it are set; the cache goes to the winner alone."""
+    given = CACHE_PLACES[CACHE_PLACES.index(winner) :]
+    for variable in CACHE_PLACES[1:]:
+        if variable in given:
+            monkeypatch.setenv(variable, str(tmp_path / variable))
+        else:
+            monkeypatch.delenv(variable, raising=False)
+    option = str(tmp_path / "option") if winner == "option" else None
+    CIFAR10DataModule(root=str(cifar_copy), cache_dir=option).setup("fit")
+    expected = {
+        "option": tmp_path / "option",
+        "RESNODE_CACHE_DIR": tmp_path / "RESNODE_CACHE_DIR",
+        "XDG_CACHE_HOME": tmp_path / "XDG_CACHE_HOME" / "resnode_lightning",
+        "HOME": tmp_path / "HOME" / ".cache" / "resnode_lightning",
+    }[winner]
+    cached = list(tmp_path.rglob("*.pt"))
+    assert len(cached) == 2 and {path.parent for path in cached} == {expected}  # train and test, there only
+
+
+def test_decoded_images_are_cached_once_and_reused_without_decoding(cifar_copy, tmp_path, monkeypatch):
+    first = CIFAR10DataModule(root=str(cifar_copy), cache_dir=str(tmp_path / "cache"))
+    first.setup("fit")
+    written = files_under(tmp_path / "cache")
+    assert len(written) == 2
+
+    def no_decoding(path):
+        raise AssertionError(f"decoded {path} again")
+
+    monkeypatch.setattr(image_folder, "open_rgb", no_decoding)
+    again = CIFAR10DataModule(root=str(cifar_copy), cache_dir=str(tmp_path / "cache"))
+    again.setup("fit")
+    assert torch.equal(again.splits["train"].images, first.splits["train"].images)
+    assert files_under(tmp_path / "cache") == written
+
+
+def test_the_cache_is_decoded_again_when_the_images_change(cifar_copy):
+    CIFAR10DataModule(root=str(cifar_copy)).setup("fit")
+    removed = sorted((cifar_copy / "train" / "cat").iterdir())[0]
+    removed.unlink()
+    data = CIFAR10DataModule(root=str(cifar_copy))
+    data.setup("fit")
+    assert len(data.splits["train"].labels) == 199
+
+
+def test_two_data_folders_with_the_same_file_names_never_share_a_cache(tmp_path):
+    """Same split names, same image names, other pixels: only the folder's place tells them apart."""
+    trees = [
+        image_trees.write_image_tree(tmp_path / name, images_per_split={"train": 2, "test": 1}, seed=seed)
+        for seed, name in enumerate(["one", "two"])
+    ]
+    loaded = []
+    for tree in trees:
+        data = CIFAR10DataModule(root=str(tree), cache_dir=str(tmp_path / "cache"))
+        data.setup("fit")
+        loaded.append(data.splits["train"].images)
+    assert len(files_under(tmp_path / "cache")) == 4
+    assert not torch.equal(loaded[0], loaded[1])
+
+
+def test_an_unwritable_cache_folder_falls_back_to_a_temporary_folder_with_one_warning(
+    cifar_copy, tmp_path, monkeypatch
+):
+    (tmp_path / "a_file").write_text("")
+    unwritable = tmp_path / "a_file" / "cache"
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    with pytest.warns(UserWarning) as warned:
+        CIFAR10DataModule(root=str(cifar_copy), cache_dir=str(unwritable)).setup("fit")
+    messages = [str(warning.message) for warning in warned if "cache" in str(warning.message)]
+    assert len(messages) == 1  # one message for both splits
+    assert f"Cannot write the cache of decoded images in {unwritable}" in messages[0]
+    assert "data.cache_dir" in messages[0] and "RESNODE_CACHE_DIR" in messages[0]
+    assert len(list((tmp_path / "tmp").glob("resnode_lightning*/*.pt"))) == 2
+
+    monkeypatch.setattr(image_folder, "open_rgb", lambda path: pytest.fail(f"decoded {path} again"))
+    CIFAR10DataModule(root=str(cifar_copy), cache_dir=str(unwritable)).setup("fit")  # found there next time
+
+
+def test_without_any_writable_cache_folder_the_images_are_decoded_with_a_warning(cifar_copy, tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "a_file" / "tmp"))
+    with pytest.warns(UserWarning, match="decoded again at every start"):
+        data = CIFAR10DataModule(root=str(cifar_copy), cache_dir=str(tmp_path / "a_file" / "cache"))
+        data.setup("fit")
+    assert len(data.splits["train"].labels) == 200
+
+
+# -- Image trees that would decode into wrong labels or sizes ---------------------------------------
+
+
+def cifar_module(root: Path) -> CIFAR10DataModule:
+    """The in-memory module on ``root``."""
+    return CIFAR10DataModule(root=str(root))
+
+
+def imagenet_module(root: Path) -> ImageNetDataModule:
+    """The streaming module on ``root``, its ``test`` folder as the validation folder, decoding in this process."""
+    return ImageNetDataModule(root=str(root), num_classes=10, image_size=32, num_workers=0, val_dir="test")
+
+
+BOTH_MODULES = pytest.mark.parametrize("module", [cifar_module, imagenet_module], ids=["cifar", "imagenet"])
+
+
+@BOTH_MODULES
+def test_a_renamed_test_class_folder_is_refused_naming_both_names(module, cifar_copy):
+    (cifar_copy / "test" / "cat").rename(cifar_copy / "test" / "kitten")
+    data = module(cifar_copy)
+    for check in (data.check_data, lambda: data.setup("fit")):
+        with pytest.raises(ValueError, match="same class folders: rename") as error:
+            check()
+        assert f"only in {cifar_copy / 'train'}: cat" in str(error.value)
+        assert f"only in {cifar_copy / 'test'}: kitten" in str(error.value)
+
+
+@BOTH_MODULES
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_an_empty_class_folder_is_refused_naming_it(module, split, cifar_copy):
+    for image in (cifar_copy / split / "dog").iterdir():
+        image.unlink()
+    data = module(cifar_copy)
+    for check in (data.check_data, lambda: data.setup("fit")):
+        with pytest.raises(ValueError, match=f"The class folder {cifar_copy / split / 'dog'} holds no images"):
+            check()
+
+
+@BOTH_MODULES
+def test_hidden_folders_are_not_classes(module, cifar_copy):
+    (cifar_copy / "test" / ".ipynb_checkpoints").mkdir()
+    data = module(cifar_copy)
+    data.setup("fit")
+    assert data.classes == CIFAR10_CLASSES
+
+
+def test_a_test_split_at_another_resolution_is_refused_by_the_in_memory_cifar(tmp_path):
+    image_trees.write_image_tree(tmp_path, images_per_split={"train": 1}, size=32)
+    image_trees.write_image_tree(tmp_path, images_per_split={"test": 1}, size=40)
+    data = CIFAR10DataModule(root=str(tmp_path))
+    for check in (data.check_data, data.prepare_data, lambda: data.setup("fit")):
+        with pytest.raises(ValueError, match=f"The images of {tmp_path / 'test'} are 40x40 .* are 32x32 .*Resize"):
+            check()
+
+
+def test_imagenet_crops_every_split_to_image_size_whatever_its_resolution(tmp_path):
+    image_trees.write_image_tree(tmp_path, images_per_split={"train": 1}, size=32)
+    image_trees.write_image_tree(tmp_path, images_per_split={"test": 1}, size=40)
+    data = imagenet_module(tmp_path)
+    data.check_data()
+    data.setup("fit")
+    assert next(iter(data.val_dataloader()))[0].shape[-2:] == (32, 32)
+
+
+def test_imagenet_names_a_corrupt_image_when_it_is_loaded(cifar_copy):
+    corrupt = sorted((cifar_copy / "test" / "dog").iterdir())[3]
+    corrupt.write_bytes(b"not a JPEG")
+    data = ImageNetDataModule(root=str(cifar_copy), num_classes=10, image_size=32, num_workers=0, val_dir="test")
+    data.setup("fit")
+    with pytest.raises(ValueError, match=f"Cannot decode the image {corrupt}"):
+        list(data.val_dataloader())
+
+
+# -- Options ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, field, minimum",
+    [
+        (lambda value: CIFAR10DataModule(root="data", batch_size=value), "batch_size", 1),
+        (lambda value: DigitsDataModule(batch_size=value), "batch_size", 1),
+        (lambda value: ImageNetDataModule(root="data", batch_size=value), "batch_size", 1),
+        (lambda value: ImageNetDataModule(root="data", num_workers=value), "num_workers", 0),
+        (lambda value: ImageNetDataModule(root="data", image_size=value), "image_size", 1),
+        (lambda value: ImageNetDataModule(root="data", num_classes=value), "num_classes", 1),
+    ],
+    ids=["cifar batch_size", "digits batch_size", "imagenet batch_size", "num_workers", "image_size", "num_classes"],
+)
+def test_data_options_below_their_minimum_or_not_whole_are_refused_naming_the_field(make, field, minimum):
+    for value in (minimum - 1, 2.5, True):
+        with pytest.raises(ValueError, match=rf"data\.{field} must be a whole number >= {minimum}, got {value!r}"):
+            make(value)
+    make(minimum)
+
+
 # -- ImageNet --------------------------------------------------------------------------------------
 
 
 def test_imagenet_pipeline_gives_normalised_batches_decoded_in_worker_processes(cifar_jpg_root):
-    """The real JPEG pipeline, on the CIFAR subset at 32 px (its test/ folder as the validation folder)."""
+    """The real JPEG pipeline, on the small CIFAR tree at 32 px (its test/ folder as the validation folder)."""
     data = ImageNetDataModule(
         root=str(cifar_jpg_root), num_classes=10, image_size=32, batch_size=16, num_workers=2, val_dir="test"
     )
@@ -433,12 +620,3 @@ def test_imagenet_refuses_a_wrong_class_count_and_a_missing_folder_naming_them(c
         ImageNetDataModule(root=str(cifar_jpg_root), val_dir="test").setup("fit")
     with pytest.raises(FileNotFoundError, match=f"No images under {cifar_jpg_root / 'val'}.*no download"):
         ImageNetDataModule(root=str(cifar_jpg_root), num_classes=10).setup("fit")
-
-
-def test_a_cifar_image_tree_is_served_in_a_mixed_order_so_that_any_prefix_has_every_class(cifar_jpg_root):
-    """The tree lists images class by class; a limited validation (the first batches) must not see
-    only the first classes."""
-    data = CIFAR10DataModule(root=str(cifar_jpg_root), batch_size=20)
-    data.setup("fit")
-    first_batch_labels = next(iter(data.val_dataloader()))[1]
-    assert len(set(first_batch_labels.tolist())) >= 7

@@ -9,7 +9,7 @@ import torch
 from torchvision import datasets
 
 from .constants import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
-from .image_folder import decode_image_folder, list_image_folder
+from .image_folder import check_image_tree, decode_image_folder
 from .in_memory import InMemoryDataModule, Split, seeded_split
 
 
@@ -28,8 +28,10 @@ class CIFAR10DataModule(InMemoryDataModule):
     2. with ``download: true``, torchvision downloads it there in :meth:`prepare_data`;
     3. a class-per-folder image tree ``root/train/<class>/*.png`` and ``root/test/<class>/*.png``
        (``root`` may also be the folder that holds ``cifar10-jpg/``), decoded once into a uint8
-       tensor per split and cached in ``root/.resnode_cache/`` (see
-       :func:`~.image_folder.decode_image_folder`), so later runs start in seconds.
+       tensor per split and cached in ``cache_dir`` (see
+       :func:`~.image_folder.decode_image_folder`), so later runs start in seconds. Both splits
+       must hold the same class folders, none empty, and images of one size
+       (:func:`~.image_folder.check_image_tree`): :meth:`check_data` refuses anything else.
 
     Batches are uint8 until Lightning has moved them to the device; there they are augmented
     (training only) and normalised (:class:`~.image_datamodule.ImageDataModule`). With
@@ -43,6 +45,9 @@ class CIFAR10DataModule(InMemoryDataModule):
         val_split: fraction of the training images held out for validation; 0 validates on the test split.
         augment: random crop with padding 4 and horizontal flip while training.
         seed: seed of the hold-out, the training shuffle and the augmentation.
+        cache_dir: where an image tree's decoded splits are cached; None: ``$RESNODE_CACHE_DIR``, else
+            the per-user cache folder (``~/.cache/resnode_lightning``). Falls back to a temporary folder,
+            with a warning, when it is not writable. Never the data folder unless it is named here.
     """
 
     num_classes = 10
@@ -61,21 +66,33 @@ class CIFAR10DataModule(InMemoryDataModule):
         val_split: float = 0.0,
         augment: bool = True,
         seed: int = 0,
+        cache_dir: str | None = None,
     ) -> None:
         if not 0 <= val_split < 1:
             raise ValueError(f"val_split={val_split} must lie in [0, 1): the fraction of training images held out.")
         mean, std = self.normalisation
         super().__init__(batch_size, mean=mean, std=std, crop_padding=4 if augment else 0, flip=augment, seed=seed)
         self.root, self.download, self.val_split = Path(root).expanduser(), download, val_split
+        self.cache_dir = cache_dir
 
     def check_data(self) -> None:
-        """The data is under ``root`` (unless it is to be downloaded); an image tree holds images."""
+        """The data is under ``root`` (unless it is to be downloaded); an image tree passes :meth:`checked_classes`."""
         if self.download:
             return
         kind, where = self.source()
         if kind == "image tree":
-            for split in ("train", "test"):
-                list_image_folder(where / split)
+            self.checked_classes(where)
+
+    def checked_classes(self, tree: Path) -> list[str]:
+        """The class names of the image tree at ``tree``, after checking that it can be decoded into
+        this data set's splits: :func:`~.image_folder.check_image_tree` and ``num_classes`` class folders."""
+        classes = check_image_tree(tree / "train", tree / "test")
+        if len(classes) != self.num_classes:
+            raise ValueError(
+                f"{tree / 'train'} has {len(classes)} class folders but {self.name} has "
+                f"{self.num_classes}: point root at a {self.name} image tree."
+            )
+        return classes
 
     def source(self) -> tuple[Literal["torchvision", "image tree"], Path]:
         """Which form the data under ``root`` has, and where; a FileNotFoundError that explains how to get it."""
@@ -98,8 +115,9 @@ class CIFAR10DataModule(InMemoryDataModule):
                 self.dataset_class(str(self.root), train=train, download=True)
         kind, where = self.source()
         if kind == "image tree":
+            self.checked_classes(where)
             for split in ("train", "test"):
-                decode_image_folder(where / split)
+                decode_image_folder(where / split, self.cache_dir)
 
     def load_splits(self) -> tuple[dict[str, Split], list[str]]:
         """The training images (less the validation hold-out) and the test images, uint8 (N, 3, 32, 32)."""
@@ -112,17 +130,11 @@ class CIFAR10DataModule(InMemoryDataModule):
             )
             classes = list(loaded[True].classes)
         else:
-            decoded = {split: decode_image_folder(where / split) for split in ("train", "test")}
-            for split, folder in decoded.items():
-                if len(folder.classes) != self.num_classes:
-                    raise ValueError(
-                        f"{where / split} has {len(folder.classes)} class folders but {self.name} has "
-                        f"{self.num_classes}: point root at a {self.name} image tree."
-                    )
+            classes = self.checked_classes(where)
+            decoded = {split: decode_image_folder(where / split, self.cache_dir) for split in ("train", "test")}
             # an image tree lists its images class by class: put them in one fixed mixed order, as
             # CIFAR's own files are, so that any prefix of a split (limit_val_batches) has every class
             train, test = (mixed(decoded[split].split) for split in ("train", "test"))
-            classes = decoded["train"].classes
         if self.val_split == 0:
             return {"train": train, "val": test, "test": test}, classes
         kept, held_out = seeded_split(len(train.labels), self.val_split, self.seed)

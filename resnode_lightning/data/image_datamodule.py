@@ -12,6 +12,16 @@ from torch import Tensor
 from .augment import normalise, random_crop_flip
 
 
+def check_whole_number(field: str, value: object, minimum: int) -> None:
+    """Refuse a data option that is not a whole number ``>= minimum`` (0 images per batch, -1 workers),
+    naming it as the config does (``data.<field>``) and saying how to set it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"data.{field} must be a whole number >= {minimum}, got {value!r}: change it in the config's data "
+            f"section or with --data.{field}."
+        )
+
+
 class ImageDataModule(LightningDataModule):
     """Base of the image data modules: loaders deliver uint8 (B, C, H, W) images and int64 labels.
 

@@ -10,8 +10,18 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
 from .constants import IMAGENET_MEAN, IMAGENET_STD
-from .image_datamodule import ImageDataModule
-from .image_folder import open_rgb
+from .image_datamodule import ImageDataModule, check_whole_number
+from .image_folder import class_folders, empty_class_folder, has_images, open_rgb, same_class_folders
+
+
+class ClassFolders(ImageFolder):
+    """``ImageFolder`` with this package's notion of a class folder (:func:`~.image_folder.class_folders`:
+    hidden folders are not classes), so that its labels are the ones :meth:`ImageNetDataModule.check_data` checked."""
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        """The sorted class folder names of ``directory`` and their labels."""
+        classes = class_folders(Path(directory))
+        return classes, {name: label for label, name in enumerate(classes)}
 
 
 class ImageNetDataModule(ImageDataModule):
@@ -25,11 +35,12 @@ class ImageNetDataModule(ImageDataModule):
     DataLoader worker and delivered as uint8; they are normalised on the device after transfer,
     by the same mechanism as CIFAR (:class:`~.image_datamodule.ImageDataModule`). Under DDP
     Lightning gives each loader a DistributedSampler. **Test and predict use the validation
-    split** (ImageNet's test labels are not public).
+    split** (ImageNet's test labels are not public). Images may have any size (every one is cropped
+    to ``image_size``); a corrupt one stops the loader with a ValueError naming the file.
 
     Args:
         root: the folder holding the training and validation folders.
-        num_classes: the number of class folders; checked against ``root/train`` in ``setup``.
+        num_classes: the number of class folders; checked against both folders in :meth:`check_data`.
         image_size: side of the square crops.
         batch_size: images per batch on each process.
         num_workers: DataLoader worker processes per training process (persistent across epochs).
@@ -51,6 +62,13 @@ class ImageNetDataModule(ImageDataModule):
         val_dir: str = "val",
         seed: int = 0,
     ) -> None:
+        for field, value, minimum in (
+            ("num_classes", num_classes, 1),
+            ("image_size", image_size, 1),
+            ("batch_size", batch_size, 1),
+            ("num_workers", num_workers, 0),
+        ):
+            check_whole_number(field, value, minimum)
         super().__init__(mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=seed)
         self.root, self.num_classes, self.image_size = Path(root).expanduser(), num_classes, image_size
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -58,10 +76,26 @@ class ImageNetDataModule(ImageDataModule):
         self.datasets: dict[str, ImageFolder] = {}
 
     def check_data(self) -> None:
-        """Both class-per-folder trees exist under ``root``."""
-        for name in (self.train_dir, self.val_dir):
-            if not (self.root / name).is_dir():
-                raise FileNotFoundError(self.missing(self.root / name, "no such folder"))
+        """Both class-per-folder trees exist under ``root``, with the same ``num_classes`` class folders, none empty.
+
+        Cheap even on ImageNet: two folder listings and one look into each class folder, stopping at its first image.
+        """
+        folders = [self.root / self.train_dir, self.root / self.val_dir]
+        for folder in folders:
+            try:
+                class_folders(folder)
+            except FileNotFoundError as error:  # no folder, or no class folders in it
+                raise FileNotFoundError(self.missing(folder, error)) from error
+        classes = same_class_folders(*folders)
+        if len(classes) != self.num_classes:
+            raise ValueError(
+                f"{folders[0]} has {len(classes)} class folders but num_classes={self.num_classes}: "
+                f"set num_classes: {len(classes)} or point root at the full data set."
+            )
+        for folder in folders:
+            for name in classes:
+                if not has_images(folder / name):
+                    raise empty_class_folder(folder / name)
 
     def missing(self, folder: Path, reason: object) -> str:
         """What is wrong with ``folder`` and how to get the data."""
@@ -73,17 +107,14 @@ class ImageNetDataModule(ImageDataModule):
         )
 
     def _image_folder(self, name: str, transform: v2.Transform) -> ImageFolder:
-        folder = self.root / name
-        try:
-            return ImageFolder(str(folder), transform=transform, loader=open_rgb)
-        except FileNotFoundError as error:  # no folder, no class folders, or no images in them
-            raise FileNotFoundError(self.missing(folder, error)) from error
+        return ClassFolders(str(self.root / name), transform=transform, loader=open_rgb)
 
     def setup(self, stage: str) -> None:
-        """List both folders (once) and check their classes against ``num_classes``."""
+        """Check the folders (:meth:`check_data`) and list them, once."""
         super().setup(stage)
         if self.datasets:
             return
+        self.check_data()
         train = self._image_folder(
             self.train_dir,
             v2.Compose([v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip(), v2.PILToTensor()]),
@@ -92,16 +123,6 @@ class ImageNetDataModule(ImageDataModule):
         val = self._image_folder(
             self.val_dir, v2.Compose([v2.Resize(resize), v2.CenterCrop(self.image_size), v2.PILToTensor()])
         )
-        if len(train.classes) != self.num_classes:
-            raise ValueError(
-                f"{self.root / self.train_dir} has {len(train.classes)} class folders but num_classes="
-                f"{self.num_classes}: set num_classes: {len(train.classes)} or point root at the full data set."
-            )
-        if val.classes != train.classes:
-            raise ValueError(
-                f"The class folders of {self.root / self.val_dir} differ from those of {self.root / self.train_dir}: "
-                f"both must hold the same classes."
-            )
         self.datasets, self.classes = {"train": train, "val": val}, train.classes
 
     def _loader(self, split: str, training: bool) -> DataLoader:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .batches import TensorBatches
-from .image_datamodule import ImageDataModule
+from .image_datamodule import ImageDataModule, check_whole_number
 
 
 @dataclass
@@ -54,6 +54,7 @@ class InMemoryDataModule(ImageDataModule):
     """
 
     def __init__(self, batch_size: int, **image_options) -> None:
+        check_whole_number("batch_size", batch_size, minimum=1)
         super().__init__(**image_options)
         self.batch_size = batch_size
         self.splits: dict[str, Split] = {}
