@@ -38,6 +38,7 @@ bench: install $(CIFAR)
 
 lint: install
 	$(PY) -m ruff check resnode_lightning tests benchmarks experiments
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache benchmarks/results runs

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from resnode_lightning.cli import main
-from resnode_lightning.training.config_files import shipped_configs
+from resnode_lightning.cli.config_files import shipped_configs
 
 EXPERIMENTS = sorted(name for name in shipped_configs() if "/" not in name)
 DEBUG = ["--config", "presets/debug.yaml", "--trainer.enable_progress_bar", "false"]
@@ -30,7 +30,9 @@ def printed_config(capsys, *args: str) -> dict:
 
 
 def test_resnode_configs_lists_every_shipped_config_with_what_it_is(capsys):
-    run("configs")
+    with pytest.raises(SystemExit) as exit:
+        run("configs")
+    assert exit.value.code == 0
     out = capsys.readouterr().out
     for name in EXPERIMENTS:
         assert name in out
@@ -52,13 +54,14 @@ def test_a_path_that_exists_wins_over_a_shipped_name(capsys, in_empty_folder):
     assert config["model"]["network"]["init_args"]["depth"] == 12
 
 
-def test_an_unknown_config_name_is_refused_with_the_list_of_shipped_ones(capsys):
+def test_an_unknown_config_name_is_refused_in_one_line_with_the_closest_shipped_name(capsys):
     with pytest.raises(SystemExit) as exit:
         run("fit", "--config", "cifar_ajdoint.yaml")
-    assert exit.value.code != 0
+    assert exit.value.code == 2
     err = capsys.readouterr().err
-    assert "'cifar_ajdoint.yaml': no such file, and no shipped config has that name" in err
-    assert "cifar_adjoint.yaml" in err and "quickstart.yaml" in err
+    assert err.startswith("error: --config 'cifar_ajdoint.yaml': no such file, and no shipped config has that name")
+    assert "Did you mean 'cifar_adjoint.yaml'?" in err and "quickstart.yaml" not in err
+    assert len(err.splitlines()) <= 2 and "usage" not in err
 
 
 def test_configs_compose_left_to_right_and_dotted_flags_override_them(capsys):
@@ -75,7 +78,7 @@ def test_help_shows_the_modules_own_arguments_with_their_docstrings(capsys):
     with pytest.raises(SystemExit):
         run("fit", "--help")
     out = capsys.readouterr().out
-    assert "--model.init_from" in out and "weights to start from" in out
+    assert "--model.init_from" in out and "--model.label_smoothing" in out
     assert "--model.trainable_stages" in out and "--checkpoint.monitor" in out
 
 
@@ -187,7 +190,10 @@ def test_the_cifar_table_2_workflow_runs_as_two_configs(cifar_jpg_root, in_empty
     folder = in_empty_folder / "runs" / "cifar_untie_finetune" / "version_0"
     finished_run(folder)
     tuned = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
-    assert tuned["hyper_parameters"]["init_from"] == "runs/cifar_tied_pretrain"
+    # the run folder the config names is resolved to the checkpoint file it found, which the run records
+    assert tuned["hyper_parameters"]["init_from"] == "runs/cifar_tied_pretrain/version_0/checkpoints/best.ckpt"
+    saved = yaml.safe_load((folder / "config.yaml").read_text())
+    assert saved["model"]["init_from"] == "runs/cifar_tied_pretrain/version_0/checkpoints/best.ckpt"
     assert tuned["hyper_parameters"]["trainable_stages"] == [3]
     assert "network.stages.2.stack.blocks.7.conv1.weight" in tuned["state_dict"]
 

@@ -19,7 +19,8 @@ from training_helpers import RandomImages, trainer
 from resnode_lightning.cli import main
 from resnode_lightning.models import SimpleResNet
 from resnode_lightning.training import ImageClassifier
-from resnode_lightning.training.checkpoints import AtomicCheckpointIO, newest_last_checkpoint
+from resnode_lightning.cli.runs import resolve_checkpoint
+from resnode_lightning.training.files import AtomicCheckpointIO
 from resnode_lightning.training.numerical_faults import NonFiniteTrainingError, SkipNonFiniteSteps
 
 TESTS = Path(__file__).resolve().parent
@@ -84,7 +85,9 @@ def test_a_run_killed_mid_epoch_resumes_from_last_and_ends_bitwise_equal_to_an_u
         resumed.stderr
     )
     expected = checkpoint(tmp_path / "whole" / "runs" / "quickstart" / "version_0" / "checkpoints" / "last.ckpt")
-    final = checkpoint(tmp_path / "killed" / "runs" / "quickstart" / "version_1" / "checkpoints" / "last.ckpt")
+    # the resumed run continues in its own folder
+    assert not (tmp_path / "killed" / "runs" / "quickstart" / "version_1").exists()
+    final = checkpoint(interrupted / "last.ckpt")
     assert final["global_step"] == expected["global_step"] == 8
     # weights, momentum, schedule, data order and augmentation stream, global random generators
     # (the loops' counters differ: the step checkpoint, which saved nothing after the restart,
@@ -94,16 +97,19 @@ def test_a_run_killed_mid_epoch_resumes_from_last_and_ends_bitwise_equal_to_an_u
     assert_bitwise_equal(final["callbacks"]["RandomStates"], expected["callbacks"]["RandomStates"])
 
 
-def test_ckpt_path_last_is_the_newest_last_checkpoint_of_the_configs_earlier_runs(tmp_path):
+def test_ckpt_path_last_is_the_last_checkpoint_of_the_highest_version_that_has_one(tmp_path):
     runs = tmp_path / "runs" / "quickstart"
-    assert newest_last_checkpoint(runs) is None
+    with pytest.raises(FileNotFoundError, match="no run in"):
+        resolve_checkpoint("last", "resume", runs)
     for version, age in (("version_0", 30), ("version_1", 10), ("version_2", 20)):
         (runs / version / "checkpoints").mkdir(parents=True)
         (runs / version / "checkpoints" / "last.ckpt").write_bytes(b"")
-        os.utime(runs / version / "checkpoints" / "last.ckpt", (1e9 - age, 1e9 - age))
+        os.utime(runs / version / "checkpoints" / "last.ckpt", (1e9 - age, 1e9 - age))  # file times do not matter
     (runs / "version_3" / "checkpoints").mkdir(parents=True)  # a run killed before its first checkpoint
     (runs / "version_3" / "checkpoints" / "best.ckpt").write_bytes(b"")
-    assert newest_last_checkpoint(runs) == runs / "version_1" / "checkpoints" / "last.ckpt"
+    assert resolve_checkpoint("last", "resume", runs) == runs / "version_2" / "checkpoints" / "last.ckpt"
+    assert resolve_checkpoint("last", "weights", runs) == runs / "version_3" / "checkpoints" / "best.ckpt"
+    assert resolve_checkpoint(runs / "version_1", "resume") == runs / "version_1" / "checkpoints" / "last.ckpt"
 
 
 def test_ckpt_path_last_without_an_earlier_run_starts_afresh_in_fit_and_is_refused_elsewhere(

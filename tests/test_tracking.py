@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from resnode_lightning.cli import run_title
+from resnode_lightning.cli.app import run_title
 
 BLOCK, HEADER, RECORD_HEADER = 32768, 7, 7  # wandb's transaction log: ":W&B" + magic + version, then
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4  # leveldb-style records (crc32, length, type) in 32 KiB blocks

@@ -25,12 +25,14 @@ from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .. import __version__
 from ..training import ImageClassifier
 from ..training.files import AtomicCheckpointIO
 from ..training.interruption import CheckpointOnSignal
+from ..training.logs import ResumableCSVLogger
 from ..training.numerical_faults import SkipNonFiniteSteps
 from ..training.random_states import RandomStates
 from ..training.weights import network_state_dict, read_checkpoint
@@ -56,7 +58,8 @@ DESCRIPTION = (
     "Train ResNets as discretised Neural ODEs (Euler/Heun) with a memory-free adjoint. "
     "`resnode configs` lists the shipped configs; `resnode fit --config NAME.yaml` trains one."
 )
-DEFAULT_LOGGER = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS}}
+LIGHTNING_CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
+DEFAULT_LOGGER = {"class_path": LIGHTNING_CSV_LOGGER, "init_args": {"save_dir": RUNS}}
 NO_NAME = (None, "", "lightning_logs")  # a logger's name left to its default
 CHECKPOINT_DEFAULTS = {
     "monitor": "val/acc1", "mode": "max", "filename": "best", "save_last": True,
@@ -221,7 +224,18 @@ class ResNodeCLI(LightningCLI):
             check_local(value, "--ckpt_path")
             purpose = "resume" if subcommand == "fit" else "weights"
             runs_of_config = Path(config.trainer.default_root_dir or RUNS) / self.run_name(config)
-            path = resolve_checkpoint(value, purpose, runs_of_config, option="--ckpt_path")
+            try:
+                path = resolve_checkpoint(value, purpose, runs_of_config, option="--ckpt_path")
+            except FileNotFoundError:
+                if value != "last" or subcommand != "fit":
+                    raise
+                # one command serves every start of a requeued job: the first one starts afresh
+                rank_zero_warn(
+                    f"--ckpt_path last: no earlier run in {str(runs_of_config)!r} has a checkpoints/last.ckpt; "
+                    "training starts from scratch."
+                )
+                config.ckpt_path = None
+                return
             if config.get("weights_only") is False and not Path(value).is_file():
                 raise ValueError(
                     f"--weights_only false loads code a checkpoint carries; it is accepted only for a file named "
@@ -236,7 +250,7 @@ class ResNodeCLI(LightningCLI):
             hyperparameters = dict(checkpoint.get("hyper_parameters") or {})
             hyperparameters.pop("_instantiator", None)
             check_hyperparameters(hyperparameters, str(path))
-            self.config[subcommand] = config = self.resume_config(config, hyperparameters, path)
+            self.config[subcommand] = config = self.resume_config(subcommand, config, hyperparameters, path)
             config.ckpt_path = str(path)
             if config.get("weights_only") is None:
                 config.weights_only = True  # every checkpoint of ours loads weights-only
@@ -246,24 +260,17 @@ class ResNodeCLI(LightningCLI):
             if subcommand == "fit":
                 self.resumed_run = run_folder_of(path)
 
-    def resume_config(self, config: Namespace, hyperparameters: dict[str, Any], path: Path) -> Namespace:
-        """The config a run with ``--ckpt_path`` runs with.
-
-        With no ``--config`` and no ``--model`` flag, the checkpoint's hyper-parameters choose the
-        model (already checked to name no code outside the trusted packages). Otherwise the model is
-        the config's, and every value the checkpoint also holds must be equal: a value that differs
-        is refused, naming it, never dropped.
+    def resume_config(
+        self, subcommand: str, config: Namespace, hyperparameters: dict[str, Any], path: Path
+    ) -> Namespace:
+        """The config a run with ``--ckpt_path`` runs with: the config files' and the flags', as
+        always (LightningCLI would replace the model's options by the checkpoint's hyper-parameters
+        without a word, and import the classes they name). Every model option the checkpoint also
+        holds must be equal; one that differs is refused, naming it, never dropped.
 
         Raises:
             ValueError: the differing keys with both values, and what to do instead.
         """
-        model_flags = [a.split("=")[0] for a in self.arguments if a.startswith("--model.") or a == "--model"]
-        if not config.get("config") and not model_flags:
-            if not hyperparameters:
-                return config
-            return self.parser.parse_object({config_subcommand(self.config): {"model": hyperparameters}}, self.config)[
-                config_subcommand(self.config)
-            ]
         given = flatten(config.model.as_dict())
         saved = flatten(hyperparameters)
         differing = [
@@ -272,11 +279,13 @@ class ResNodeCLI(LightningCLI):
         ]  # fmt: skip
         if differing:
             listed = "; ".join(f"model.{k}: {given[k]!r} here, {saved[k]!r} in the checkpoint" for k in differing)
+            action = "continues a run" if subcommand == "fit" else "was trained"
             raise ValueError(
-                f"--ckpt_path {str(path)!r} continues a run whose model differs from this config's: {listed}. A "
-                "resumed run keeps its hyper-parameters; to train with these values, start a new run from its "
-                f"weights: --model.init_from {str(path)} (without --ckpt_path)."
-            )
+                f"--ckpt_path {str(path)!r} {action} with another model than this config's: {listed}. Give the "
+                f"config it was trained with (its run folder's {CONFIG})"
+                + (f"; to train with these values, start a new run from its weights: --model.init_from {path} "
+                   "(without --ckpt_path)." if subcommand == "fit" else ".")
+            )  # fmt: skip
         return config
 
     def run_name(self, config: Namespace) -> str:
@@ -426,15 +435,11 @@ def check_room_to_train(trainer: Namespace, checkpoint: dict[str, Any], path: Pa
     with a traceback deep in its loops)."""
     epoch = int(checkpoint.get("epoch", 0))
     max_epochs = trainer.get("max_epochs")
-    if max_epochs is not None and max_epochs != -1 and epoch >= max_epochs:
+    if max_epochs is not None and max_epochs != -1 and epoch > max_epochs:
         raise ValueError(
-            f"--ckpt_path {str(path)!r} was saved in epoch {epoch + 1}, and trainer.max_epochs is {max_epochs}: "
-            f"there is nothing left to train. Give --trainer.max_epochs {epoch + 2} or more to train on."
+            f"--ckpt_path {str(path)!r} was saved in epoch {epoch} (counted from 0), past trainer.max_epochs="
+            f"{max_epochs}: there is nothing left to train. Give --trainer.max_epochs {epoch + 1} or more to train on."
         )
-
-
-def config_subcommand(config: Namespace) -> str:
-    return config["subcommand"]
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -489,6 +494,8 @@ def point_loggers(loggers: list, root: Path, folder: Path) -> None:
                 init_args.offline = offline
         elif {"save_dir", "version"} <= set(init_args.keys()):  # CSV, TensorBoard
             init_args.save_dir, init_args.version = str(root), folder.name
+        if logger.class_path == LIGHTNING_CSV_LOGGER:  # the same logger, keeping metrics.csv over a resume
+            logger.class_path = f"{ResumableCSVLogger.__module__}.{ResumableCSVLogger.__name__}"
 
 
 def always_list(value) -> list:

@@ -6,6 +6,7 @@ non-editable install has them too. Each starts with a comment whose first line s
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 SHIPPED = Path(__file__).resolve().parents[1] / "configs"
@@ -22,7 +23,7 @@ def resolve_config(value: str) -> str:
     YAML/JSON string, else the shipped config of that name (``.yaml`` may be left out).
 
     Raises:
-        ValueError: ``value`` is neither, with the list of shipped configs.
+        ValueError: ``value`` is neither, with the closest shipped name.
     """
     if Path(value).exists() or any(mark in value for mark in ("\n", "{", ": ")):
         return value
@@ -30,9 +31,11 @@ def resolve_config(value: str) -> str:
     for name in (value, f"{value}.yaml", value.removeprefix("configs/")):
         if name in configs:
             return str(configs[name])
+    close = difflib.get_close_matches(value.removeprefix("configs/"), list(configs), n=1, cutoff=0.6)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
     raise ValueError(
-        f"--config {value!r}: no such file, and no shipped config has that name. Give the path of a "
-        f"config file, or one of the shipped configs (`resnode configs` describes them): {', '.join(configs)}."
+        f"--config {value!r}: no such file, and no shipped config has that name. {hint}Give the path of a "
+        "config file, or the name of a shipped one (`resnode configs` lists them)."
     )
 
 

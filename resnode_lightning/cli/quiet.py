@@ -10,9 +10,6 @@ import logging
 import warnings
 
 HARMLESS_WARNINGS = {
-    # CSVLogger warns on every resumed run that "previous log files ... will be deleted"; nothing is
-    # deleted: it appends to metrics.csv (a resume continues in its run's folder).
-    r"Experiment logs directory .* exists and is not empty": UserWarning,
     # W&B's deprecation of a setting it sets itself when no account is configured.
     r".*anonymous.* setting has no effect": UserWarning,
     # torch.utils._pytree, used by Lightning, warns about its own LeafSpec API.
@@ -21,6 +18,10 @@ HARMLESS_WARNINGS = {
     r"Found \d+ module\(s\) in eval mode at the start of training": UserWarning,
     # the checkpoint folder is the run's own on resume; a checkpoint from elsewhere starts a new run.
     r"The dirpath has changed from": UserWarning,
+    # Lightning's own use of jsonargparse APIs that jsonargparse deprecates: not ours to change.
+    r"(?s).*(was deprecated in v4\.\d+|By default only one JsonargparseDeprecationWarning)": Warning,
+    # training metrics are also logged once per epoch (ImageClassifier), whatever log_every_n_steps is
+    r"The number of training batches \(\d+\) is smaller than the logging interval": UserWarning,
 }
 HARMLESS_LOG_LINES = (
     # Lightning's advertisement of LitLogger, printed once per run.

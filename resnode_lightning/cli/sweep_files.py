@@ -1,48 +1,55 @@
-"""W&B sweep files read here: checked, expanded into their runs and turned into command lines as W&B's agent would.
+"""W&B sweep files: checked, expanded into their runs, and made ``resnode`` command lines as W&B's agent would.
 
 A sweep file is standard W&B sweep YAML (``program``, ``method``, ``metric``, ``parameters``,
-``command``), so ``wandb sweep FILE`` takes the same file. Locally, ``method: grid`` is the
-cartesian product of every parameter's ``values`` (and ``value``), ``method: random`` draws runs
-from ``values``, ``value`` and the distributions ``uniform``, ``log_uniform_values``,
-``int_uniform`` and ``q_uniform`` (``min``/``max``/``q`` as W&B defines them), seeded. ``bayes``
-learns from the results of earlier runs, which only W&B's server has.
+``command``), so ``wandb sweep FILE`` takes the same file. Here only ``method: grid`` runs: the
+cartesian product of every parameter's ``values`` (or ``value``), in the file's order. ``random``
+and ``bayes`` draw each run on W&B's server (``bayes`` from the results of the earlier runs):
+``wandb sweep FILE``, then ``wandb agent ID``.
+
+A sweep file is data. Its command must run ``resnode`` (:func:`resnode_arguments` says how it may
+be spelt) with one of Lightning's subcommands; the words after it are the arguments of a process
+started here, never given to a shell.
 """
 
 from __future__ import annotations
 
-import difflib
 import itertools
-import math
-import platform
-import random
+import json
+import os
+import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from wandb.sdk.launch.sweeps.utils import (
-    SWEEP_COMMAND_ENV_VAR_REGEX,
-    create_sweep_command,
-    create_sweep_command_args,
-)
+
+from .suggestions import did_you_mean
 
 TOP_LEVEL_KEYS = (
     "program", "method", "metric", "parameters", "command", "name", "description", "project", "entity",
     "early_terminate", "run_cap",
 )  # fmt: skip
 """What a sweep file may hold (``metric`` and ``early_terminate`` matter to W&B's server only)."""
-PARAMETER_KEYS = ("value", "values", "distribution", "min", "max", "q", "probabilities")
-METHODS = ("grid", "random")
-DISTRIBUTIONS = ("constant", "categorical", "uniform", "log_uniform_values", "int_uniform", "q_uniform")
+PARAMETER_KEYS = ("values", "value")
+DRAWING_KEYS = ("distribution", "min", "max", "q", "probabilities", "mu", "sigma")
+"""A parameter's keys for drawing values at random (``method: random`` or ``bayes``, on W&B's server)."""
+METHODS = ("grid",)
+ON_WANDB = "run it with `wandb sweep FILE`, then `wandb agent ID`"
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
 """W&B's command when the file has none."""
-PARAMETER_MACROS = tuple(key for key in create_sweep_command_args({"args": {}}) if key != "args_dict")
-"""``${args}``, ``${args_no_hyphens}``, ...: the sweep's parameters, formatted by W&B's own code."""
+PARAMETER_MACROS = ("args", "args_no_hyphens", "args_no_boolean_flags", "args_json")
+"""The macros a run's parameters replace (W&B's, less ``args_json_file``: resnode takes flags)."""
 MACROS = ("env", "interpreter", "program", *PARAMETER_MACROS)
+ENVIRONMENT_VARIABLE = re.compile(r"\$\{envvar:([A-Z0-9_]*)\}")
+"""``${envvar:NAME}``, anywhere in a word: the variable's value (W&B's pattern: capitals, digits, _)."""
+LAUNCHERS = (["resnode"], ["python", "-m", "resnode_lightning"], ["python3", "-m", "resnode_lightning"])
+"""How a command may start resnode (after ``${env}``); the runs start this interpreter's resnode."""
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 class SweepFileError(ValueError):
-    """A sweep file that the local expansion cannot run, with what to change."""
+    """A sweep file that ``resnode sweep`` does not run, with what to change."""
 
 
 def read_sweep(path: str | Path) -> dict[str, Any]:
@@ -62,41 +69,31 @@ def read_sweep(path: str | Path) -> dict[str, Any]:
 
 
 def check_sweep(sweep: dict[str, Any], where: str = "the sweep file") -> None:
-    """Refuse, before anything runs, a sweep whose keys, method, parameters or command the local
-    expansion does not know.
+    """Refuse, before anything runs, a sweep whose keys, method, parameters or command ``resnode
+    sweep`` does not run.
 
     Raises:
-        SweepFileError: naming the key or parameter at fault and what is accepted instead.
+        SweepFileError: naming the key, parameter or command at fault and what is accepted instead.
     """
     check_keys(sweep, TOP_LEVEL_KEYS, where)
     method = sweep.get("method")
-    if method == "bayes":
+    if method in ("random", "bayes"):
+        chooses = "at random" if method == "random" else "from the results of the earlier ones"
         raise SweepFileError(
-            f"{where}: `method: bayes` chooses each run from the results of the earlier ones, which only W&B's "
-            "server has. Run it with `wandb sweep FILE` and `wandb agent ID`, or use `method: grid` or "
-            "`method: random` here."
+            f"{where}: `method: {method}` chooses each run {chooses} on W&B's server: {ON_WANDB}. "
+            "`resnode sweep` runs `method: grid` (every combination of the parameters' values)."
         )
     if method not in METHODS:
-        raise SweepFileError(f"{where}: `method: {method}` is not one of {', '.join(METHODS)} (or bayes, on W&B).")
+        raise SweepFileError(f"{where}: `method: {method}` is not a W&B sweep method; `resnode sweep` runs grid.")
     parameters = sweep.get("parameters")
     if not isinstance(parameters, dict) or not parameters:
         raise SweepFileError(
-            f"{where}: `parameters` must map each swept flag to its values, e.g. `lr: {{values: [0.1]}}`."
+            f"{where}: `parameters` must map each swept flag to its values, e.g. "
+            "`model.optimizer.lr: {values: [0.1]}`."
         )
     for name, spec in parameters.items():
-        check_parameter(name, spec, method, where)
-    command = sweep.get("command", DEFAULT_COMMAND)
-    if not isinstance(command, list) or not all(isinstance(part, (str, int, float)) for part in command):
-        raise SweepFileError(
-            f"{where}: `command` must be a list of words, e.g. [resnode, fit, --config, X.yaml, ${{args}}]."
-        )
-    for part in map(str, command):
-        macro = part.startswith("${") and part.endswith("}") and not SWEEP_COMMAND_ENV_VAR_REGEX.fullmatch(part)
-        if macro and part[2:-1] not in MACROS:
-            raise SweepFileError(
-                f"{where}: the command's macro {part} is unknown here{suggestion(part[2:-1], MACROS)}; "
-                f"the macros are {', '.join('${' + m + '}' for m in MACROS)}."
-            )
+        check_parameter(spec, f"{where}, parameter {name!r}")
+    check_command(sweep, where)
     run_cap = sweep.get("run_cap")
     if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
         raise SweepFileError(f"{where}: `run_cap: {run_cap}` must be a positive number of runs.")
@@ -106,120 +103,130 @@ def check_keys(mapping: dict, accepted: tuple[str, ...], where: str) -> None:
     for key in mapping:
         if key not in accepted:
             raise SweepFileError(
-                f"{where}: unknown key {key!r}{suggestion(key, accepted)}. The accepted keys are {', '.join(accepted)}."
+                f"{where}: unknown key {key!r}{did_you_mean(key, accepted)}. "
+                f"The accepted keys are {', '.join(accepted)}."
             )
 
 
-def suggestion(word: str, choices: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(str(word), choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def check_parameter(name: str, spec: Any, method: str, where: str) -> None:
-    where = f"{where}, parameter {name!r}"
+def check_parameter(spec: Any, where: str) -> None:
+    """A grid's parameter: ``{values: [a, b]}`` or ``{value: a}``."""
     if not isinstance(spec, dict):
         raise SweepFileError(f"{where}: give a mapping such as {{values: [1, 2]}} or {{value: 1}}, not {spec!r}.")
+    drawing = [key for key in spec if key in DRAWING_KEYS]
+    if drawing:
+        raise SweepFileError(
+            f"{where}: `{drawing[0]}` draws values at random, which a grid does not: give `values` or `value` "
+            f"(a random or bayes sweep draws on W&B's server: {ON_WANDB})."
+        )
     check_keys(spec, PARAMETER_KEYS, where)
-    distribution = distribution_of(spec)
-    if distribution not in DISTRIBUTIONS:
-        hint = (
-            " (log_uniform_values takes the values themselves as min and max)" if distribution == "log_uniform" else ""
-        )
+    if len(spec) != 1:
+        raise SweepFileError(f"{where}: give `values` (a list) or `value` (one value), one of the two.")
+    if "values" in spec and (not isinstance(spec["values"], list) or not spec["values"]):
+        raise SweepFileError(f"{where}: `values` must be a non-empty list, e.g. [0.05, 0.1].")
+
+
+def check_command(sweep: dict[str, Any], where: str) -> None:
+    """The command is a list of words, its macros are known, and it runs resnode with a Lightning subcommand."""
+    command = sweep.get("command", DEFAULT_COMMAND)
+    if not isinstance(command, list) or not all(isinstance(word, (str, int, float)) for word in command):
         raise SweepFileError(
-            f"{where}: `distribution: {distribution}` is not expanded here{hint}; the local expansion knows "
-            f"{', '.join(DISTRIBUTIONS)} (W&B's server knows more: `wandb sweep FILE`)."
+            f"{where}: `command` must be a list of words, e.g. [resnode, fit, --config, X.yaml, ${{args}}]."
         )
-    if method == "grid" and distribution not in ("constant", "categorical"):
-        raise SweepFileError(
-            f"{where}: a grid needs `values` or `value`; draw from `{distribution}` with `method: random`."
-        )
-    if distribution == "constant" and "value" not in spec:
-        raise SweepFileError(f"{where}: `distribution: constant` needs `value`.")
-    if distribution == "categorical":
-        values = spec.get("values")
-        if not isinstance(values, list) or not values:
-            raise SweepFileError(f"{where}: `values` must be a non-empty list, e.g. [0.05, 0.1].")
-        probabilities = spec.get("probabilities", values)
-        if not isinstance(probabilities, list) or len(probabilities) != len(values):
-            raise SweepFileError(f"{where}: `probabilities` needs one number per value ({len(values)}).")
-    if distribution in ("uniform", "log_uniform_values", "int_uniform", "q_uniform"):
-        low, high = spec.get("min"), spec.get("max")
-        if not all(isinstance(bound, (int, float)) for bound in (low, high)) or not low < high:
-            raise SweepFileError(f"{where}: `distribution: {distribution}` needs numbers `min` < `max`.")
-        if distribution == "int_uniform" and not all(isinstance(bound, int) for bound in (low, high)):
-            raise SweepFileError(f"{where}: `distribution: int_uniform` needs whole numbers as `min` and `max`.")
-        if distribution == "log_uniform_values" and low <= 0:
+    for word in map(str, command):
+        macro = macro_name(word)
+        if macro is not None and macro not in MACROS:
             raise SweepFileError(
-                f"{where}: `distribution: log_uniform_values` needs `min` > 0 (the values themselves)."
+                f"{where}: the command's macro {word} is not one `resnode sweep` expands{did_you_mean(macro, MACROS)}; "
+                f"it expands {', '.join('${' + m + '}' for m in MACROS)} and ${{envvar:NAME}}."
             )
+    arguments = resnode_arguments(sweep)
+    if arguments is None:
+        raise SweepFileError(
+            f"{where}: the command {shlex.join(map(str, command))!r} does not run resnode: a sweep file chooses "
+            "resnode's options, never a program. Start it with `resnode` (or `${env} ${interpreter} -m "
+            "resnode_lightning`), e.g. [resnode, fit, --config, X.yaml, ${args}]; W&B's default command runs "
+            "`python <program>`, so a sweep of resnode names its command."
+        )
+    if arguments[:1] not in [[subcommand] for subcommand in SUBCOMMANDS]:
+        raise SweepFileError(
+            f"{where}: the command runs `resnode {shlex.join(arguments[:1])}`; a sweep's runs are "
+            f"`resnode {' | '.join(SUBCOMMANDS)} ...`, the subcommand first."
+        )
 
 
-def distribution_of(spec: dict[str, Any]) -> str:
-    """The parameter's distribution, inferred as W&B does when the file does not say."""
-    if "distribution" in spec:
-        return spec["distribution"]
-    if "values" in spec:
-        return "categorical"
-    if "value" in spec:
-        return "constant"
-    return "int_uniform" if all(isinstance(spec.get(bound), int) for bound in ("min", "max")) else "uniform"
+def macro_name(word: str) -> str | None:
+    """``args`` for the word ``${args}``; None for a word that is not a macro."""
+    return word[2:-1] if word.startswith("${") and word.endswith("}") and ":" not in word else None
 
 
-def expand(sweep: dict[str, Any], count: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
-    """The sweep's runs, each as ``{parameter: value}``: the grid's product in the file's order
-    (the first ``count`` of it when given), or ``count`` seeded random draws. ``run_cap`` caps both.
+def resnode_arguments(sweep: dict[str, Any]) -> list[str] | None:
+    """The words the sweep's command gives resnode, or None when it runs something else.
 
-    Raises:
-        SweepFileError: a random sweep without ``count`` or ``run_cap``.
+    The command may start with ``${env}`` (or ``/usr/bin/env``), then ``resnode`` or ``python -m
+    resnode_lightning``, where ``${interpreter}`` stands for ``python`` and ``${program}`` for the
+    file's ``program`` (``program: resnode`` with ``[${env}, ${program}, ...]``). Whatever the
+    spelling, a run starts this interpreter's resnode with the words that follow.
     """
+    words = [str(word) for word in sweep.get("command", DEFAULT_COMMAND)]
+    spelt = {"${interpreter}": "python", "${program}": str(sweep.get("program", ""))}
+    words = [spelt.get(word, word) for word in words]
+    if words[:1] in (["${env}"], ["/usr/bin/env"]):
+        words = words[1:]
+    for launcher in LAUNCHERS:
+        if words[: len(launcher)] == launcher:
+            return words[len(launcher) :]
+    return None
+
+
+def expand(sweep: dict[str, Any], count: int | None = None) -> list[dict[str, Any]]:
+    """The grid's runs, each as ``{parameter: value}``: the product of every parameter's values in
+    the file's order; its first ``count`` when given, and at most ``run_cap``."""
     caps = [n for n in (count, sweep.get("run_cap")) if n is not None]
-    cap = min(caps) if caps else None
     parameters = sweep["parameters"]
-    if sweep["method"] == "grid":
-        choices = [spec["values"] if "values" in spec else [spec["value"]] for spec in parameters.values()]
-        runs = [dict(zip(parameters, values)) for values in itertools.product(*choices)]
-        return runs[:cap]
-    if cap is None:
-        raise SweepFileError("A random sweep never ends by itself: say how many runs to draw with --count N.")
-    rng = random.Random(seed)
-    return [{name: draw(spec, rng) for name, spec in parameters.items()} for _ in range(cap)]
+    choices = [spec["values"] if "values" in spec else [spec["value"]] for spec in parameters.values()]
+    runs = [dict(zip(parameters, values)) for values in itertools.product(*choices)]
+    return runs[: min(caps)] if caps else runs
 
 
-def draw(spec: dict[str, Any], rng: random.Random) -> Any:
-    """One value of a parameter, as W&B's random search draws it."""
-    distribution = distribution_of(spec)
-    if distribution == "constant":
-        return spec["value"]
-    if distribution == "categorical":
-        return rng.choices(spec["values"], weights=spec.get("probabilities"))[0]
-    low, high = spec["min"], spec["max"]
-    if distribution == "int_uniform":
-        return rng.randint(low, high)  # both ends included
-    if distribution == "log_uniform_values":
-        return math.exp(rng.uniform(math.log(low), math.log(high)))
-    value = rng.uniform(low, high)
-    if distribution == "q_uniform":
-        q = spec.get("q", 1)
-        value = round(value / q) * q
-        return int(value) if all(isinstance(n, int) for n in (low, high, q)) else value
-    return value
+def parameter_words(run: dict[str, Any]) -> dict[str, list[str]]:
+    """The words of each parameter macro for one run, as W&B's agent writes them: ``--name=value``
+    with the value as Python prints it (``True``, ``[3, 3]``, ``0.05``)."""
+    return {
+        "args": [f"--{name}={value}" for name, value in run.items()],
+        "args_no_hyphens": [f"{name}={value}" for name, value in run.items()],
+        "args_no_boolean_flags": [
+            f"--{name}" if value is True else f"--{name}={value}" for name, value in run.items() if value is not False
+        ],
+        "args_json": [json.dumps(run)],
+    }
 
 
 def command_line(sweep: dict[str, Any], run: dict[str, Any], extra: Sequence[str] = ()) -> list[str]:
-    """The run's command line as W&B's agent builds it: ``${envvar:NAME}`` replaced, a word that is
-    a macro replaced by its words (``${args}``: ``--name=value`` per parameter, W&B's formatting of
-    the values), ``${interpreter}`` the word ``python``, ``${program}`` the file's program.
+    """The run's command line, ``resnode <subcommand> ...`` (the sweep has passed :func:`check_sweep`):
+    each parameter macro replaced by its words, ``${envvar:NAME}`` by the variable's value.
 
-    ``extra`` words go just before the parameters (so that a ``--config`` among them cannot undo a
-    swept value), or at the end when the command has no parameter macro.
+    ``extra`` words go just before the first parameter macro (so that a ``--config`` among them
+    cannot undo a swept value), or at the end when the command has none.
+
+    Raises:
+        SweepFileError: a ``${envvar:NAME}`` whose variable is not set.
     """
-    words = create_sweep_command_args({"args": {name: {"value": value} for name, value in run.items()}})
-    words.update(interpreter=["python"], program=[str(sweep.get("program", ""))])
-    words["env"] = ["/usr/bin/env"] if platform.system() != "Windows" else []
-    line, pending = [], list(extra)
-    for part in create_sweep_command([str(part) for part in sweep.get("command", DEFAULT_COMMAND)]):
-        macro = part[2:-1] if part.startswith("${") and part.endswith("}") else None
-        if macro in PARAMETER_MACROS:
-            line, pending = line + pending, []
-        line += [part] if macro is None else words[macro]
+    words = parameter_words(run)
+    line, pending = ["resnode"], list(extra)
+    for word in resnode_arguments(sweep):
+        macro = macro_name(word)
+        if macro in words:
+            line, pending = [*line, *pending, *words[macro]], []
+        else:
+            line.append(ENVIRONMENT_VARIABLE.sub(environment_value, word))
     return line + pending
+
+
+def environment_value(match: re.Match) -> str:
+    name = match.group(1)
+    if name not in os.environ:
+        raise SweepFileError(
+            f"the sweep's command names ${{envvar:{name}}}, and {name} is not set here: set it, or write the value "
+            "into the command."
+        )
+    return os.environ[name]

@@ -45,7 +45,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
             "not loaded: unpickling them could run any code the file carries (weights_only=True). Save "
             "the weights alone, torch.save(model.state_dict(), path), and load that file."
         ) from error
-    except (RuntimeError, KeyError, EOFError, ValueError) as error:  # what torch.load raises on bad bytes
+    except (RuntimeError, KeyError, EOFError, ValueError, OSError) as error:  # what torch.load raises on bad bytes
         raise unreadable(path, error) from error
 
 

@@ -1,0 +1,34 @@
+"""Metrics files that survive a resumed run."""
+
+from __future__ import annotations
+
+import csv
+
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+
+class AppendingExperimentWriter(ExperimentWriter):
+    """Lightning's CSV writer, which continues an existing ``metrics.csv`` instead of deleting it
+    (Lightning deletes it when the folder is not empty, warning that it "will be deleted"): the
+    existing header is taken as the known columns, and a new column rewrites the file with the
+    old rows kept."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = next(csv.reader(file), [])
+
+
+class ResumableCSVLogger(CSVLogger):
+    """:class:`~lightning.pytorch.loggers.CSVLogger` whose ``metrics.csv`` holds every part of a
+    run that was stopped and resumed in its folder (:class:`AppendingExperimentWriter`)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> AppendingExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment
