@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from resnode_lightning.cli import main
 from resnode_lightning.models import ResNet
@@ -42,7 +43,26 @@ TABLE = [
         "exit", "but the model's has shape"),
     Row("a data folder that is missing", [*CIFAR, "--data.root", "{tmp}/nowhere"], "exit", "No CIFAR-10 data under"),
     Row("a data folder that is empty", [*CIFAR, "--data.root", "{empty_tree}"], "exit", "has no class folders"),
-    Row("a corrupt image", [*CIFAR, "--data.root", "{corrupt_tree}"], ValueError, "Cannot decode the image"),
+    Row("a corrupt image", [*CIFAR, "--data.root", "{corrupt_tree}"], "exit", "Cannot decode the image"),
+    Row("a test class folder named unlike train's", [*CIFAR, "--data.root", "{renamed_tree}"], "exit",
+        "renamed/test: doggo"),
+    Row("an empty class folder", [*CIFAR, "--data.root", "{empty_class_tree}"], "exit", "empty_class/train/cat holds no images"),
+    Row("a test split at another resolution", [*CIFAR, "--data.root", "{resized_tree}"], "exit",
+        "resized/test are 16x16"),
+    Row("a batch size of zero", [*QUICK, "--data.init_args.batch_size", "0"], "exit",
+        "data.batch_size must be a whole number >= 1"),
+    Row("a negative learning rate", [*QUICK, "--model.optimizer.init_args.lr", "-0.1"], "exit",
+        "model.optimizer: Invalid learning rate: -0.1"),
+    Row("a negative number of epochs", [*QUICK, "--trainer.max_epochs", "-5"], "exit",
+        "`max_epochs` must be a non-negative integer or -1"),
+    Row("a negative checkpoint interval", [*QUICK, "--checkpoint.every_n_train_steps", "-3"], "exit",
+        "Invalid value for every_n_train_steps=-3"),
+    Row("label smoothing above 1", [*QUICK, "--model.label_smoothing", "2"], "exit",
+        "model.label_smoothing=2.0 must lie in [0, 1)"),
+    Row("negative label smoothing", [*QUICK, "--model.label_smoothing", "-0.5"], "exit",
+        "model.label_smoothing=-0.5 must lie in [0, 1)"),
+    Row("negative warm-up steps", [*QUICK, "--model.warmup_steps", "-10"], "exit",
+        "model.warmup_steps=-10 must be an integer >= 0"),
     Row("an output folder that cannot be written", [*QUICK, "--trainer.default_root_dir", "{a_file}/runs"], "exit",
         "cannot create the run folder"),
     Row("a disk too full for the checkpoints", [*QUICK], "exit", "MiB free, but this run's checkpoints need"),
@@ -58,12 +78,21 @@ def places(tmp_path, cifar_jpg_root, monkeypatch):
     torch.save(ResNet(depth=[3, 3, 3, 3], base_width=8, in_channels=1).state_dict(), tmp_path / "narrow.pt")
     (tmp_path / "empty" / "train").mkdir(parents=True)
     (tmp_path / "empty" / "test").mkdir()
-    corrupt = shutil.copytree(cifar_jpg_root, tmp_path / "corrupt", ignore=shutil.ignore_patterns(".resnode_cache"))
+    corrupt = shutil.copytree(cifar_jpg_root, tmp_path / "corrupt")
     sorted((corrupt / "test" / "dog").iterdir())[3].write_bytes(b"not a JPEG")
+    renamed = shutil.copytree(cifar_jpg_root, tmp_path / "renamed")
+    (renamed / "test" / "dog").rename(renamed / "test" / "doggo")
+    empty_class = shutil.copytree(cifar_jpg_root, tmp_path / "empty_class")
+    for image in (empty_class / "train" / "cat").iterdir():
+        image.unlink()
+    resized = shutil.copytree(cifar_jpg_root, tmp_path / "resized")
+    for image in (resized / "test").rglob("*.jpg"):
+        Image.open(image).resize((16, 16)).save(image)
     (tmp_path / "a_file").write_text("")
     return {
         "typo_config": tmp_path / "typo.yaml", "narrow_checkpoint": tmp_path / "narrow.pt", "tmp": tmp_path,
         "empty_tree": tmp_path / "empty", "corrupt_tree": corrupt, "a_file": tmp_path / "a_file",
+        "renamed_tree": renamed, "empty_class_tree": empty_class, "resized_tree": resized,
     }  # fmt: skip
 
 

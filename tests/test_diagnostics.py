@@ -7,19 +7,20 @@ import contextlib
 import functools
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import CSVLogger
+from resnode_lightning.cli.app import resnode_cli
 from stacks import conv_block, gradients, random_blocks, relative_error, stack_of
 from torch import nn
 from training_helpers import RandomImages, trainer
 
 from resnode_lightning.cli import main
 from resnode_lightning.diagnostics import adjoint_gradient_errors
-from resnode_lightning.diagnostics.gradcheck import build_from_config
 from resnode_lightning.models import named_stacks
 from resnode_lightning.numerics import GeneratorStates, ResidualStack
 from resnode_lightning.training import GradientErrorMonitor, ImageClassifier
@@ -240,16 +241,18 @@ def test_the_monitor_is_configured_from_yaml_under_trainer_callbacks(tmp_path, m
 # -- resnode gradcheck --------------------------------------------------------------------------
 
 
-def gradcheck(capsys, *args: str) -> tuple[str, dict]:
-    main(["gradcheck", "--config", "quickstart.yaml", "--samples", "8", *args])
+def gradcheck(capsys, *args: str, config: tuple[str, ...] = ("--config", "quickstart.yaml")) -> tuple[str, dict]:
+    with pytest.raises(SystemExit) as exit:
+        main(["gradcheck", *config, "--samples", "8", *args])
     out = capsys.readouterr().out
+    assert exit.value.code == 0, out
     folder = Path(out.split("Written: ")[1].split(",")[0]).parent
     return out, json.loads((folder / "gradcheck.json").read_text())
 
 
 def test_gradcheck_runs_on_the_quickstart_config_and_writes_a_table_json_and_a_figure(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    out, results = gradcheck(capsys, "--depths", "2", "4")
+    out, results = gradcheck(capsys, "--depths", "[2, 4]")
     folder = tmp_path / "runs/gradcheck/quickstart/version_0"
     assert {p.name for p in folder.iterdir()} == {"gradcheck.txt", "gradcheck.json", "gradcheck.png"}
     assert (folder / "gradcheck.png").read_bytes()[:4] == b"\x89PNG"
@@ -265,7 +268,7 @@ def test_gradcheck_runs_on_the_quickstart_config_and_writes_a_table_json_and_a_f
 
 def tied_quickstart_weights(path: Path) -> None:
     """The quickstart's tied network with non-zero residuals: weights constant (so smooth) in depth."""
-    model, _ = build_from_config(["quickstart.yaml"])
+    model = resnode_cli(["--config", "quickstart.yaml"], run=False).model
     torch.manual_seed(0)
     with torch.no_grad():
         for _, stack in named_stacks(model.network):
@@ -279,7 +282,7 @@ def test_gradcheck_errors_shrink_with_depth_and_heun_beats_euler_on_weights_smoo
 ):
     monkeypatch.chdir(tmp_path)
     tied_quickstart_weights(tmp_path / "tied.pt")
-    _, results = gradcheck(capsys, "--ckpt_path", "tied.pt", "--depths", "3", "6", "12", "--output", "out")
+    _, results = gradcheck(capsys, "--ckpt_path", "tied.pt", "--depths", "[3, 6, 12]", "--output", "out")
     median = {(row["depth"], row["scheme"]): row["median"] for row in results["results"]}
     assert median[3, "euler"] > median[6, "euler"] > median[12, "euler"] > 0, median
     assert median[3, "heun"] > median[6, "heun"] > median[12, "heun"], median
@@ -297,10 +300,25 @@ def test_gradcheck_refuses_a_checkpoint_that_would_run_code_when_unpickled(tmp_p
 
     torch.save({"state_dict": Malicious()}, tmp_path / "evil.ckpt")
     with pytest.raises(SystemExit) as exit:
-        main(["gradcheck", "--config", "quickstart.yaml", "--ckpt_path", "evil.ckpt", "--depths", "2"])
+        main(["gradcheck", "--config", "quickstart.yaml", "--ckpt_path", "evil.ckpt", "--depths", "[2]"])
     assert exit.value.code == 2
     assert "holds objects other than tensors and plain containers, which are not loaded" in capsys.readouterr().err
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "runs").exists()
+
+
+def test_gradcheck_takes_a_run_folder_or_its_saved_config_and_the_options_of_fit(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["resnode"])
+    main(["fit", "--config", "quickstart.yaml", "--config", "presets/debug.yaml", "--trainer.enable_progress_bar=false"])
+    run = Path("runs/quickstart/version_0")
+    capsys.readouterr()
+    out, results = gradcheck(capsys, "--depths", "[2]", config=("--config", str(run)))  # the run's network and weights
+    assert f"resnode gradcheck: {run / 'config.yaml'}; weights: {run / 'checkpoints' / 'best.ckpt'}" in out
+    assert results["inputs"].startswith("one training batch of the config's data (DigitsDataModule)")
+    out, _ = gradcheck(capsys, "--depths", "[2]", "--data.init_args.batch_size", "4",
+                       "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+                       config=("--config", str(run / "config.yaml")))  # fmt: skip
+    assert "4 samples" in out and f"weights: {run / 'checkpoints' / 'last.ckpt'}" in out
 
 
 # -- under DDP ----------------------------------------------------------------------------------
@@ -367,7 +385,9 @@ def test_two_ddp_ranks_fall_back_at_the_same_step_and_keep_the_same_weights(tmp_
 
 def test_gradcheck_without_the_data_uses_random_inputs_of_its_shape_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    main(["gradcheck", "--config", "cifar_adjoint.yaml", "--depths", "2", "--samples", "4", "--output", "out"])
+    with pytest.raises(SystemExit):
+        main(["gradcheck", "--config", "cifar_adjoint.yaml", "--data.root", "nowhere", "--depths", "[2]",
+              "--samples", "4", "--output", "out"])  # fmt: skip
     out = capsys.readouterr().out
     assert "inputs: random inputs of shape [4, 3, 32, 32]: the config's data is not available (No CIFAR-10 data" in out
     assert json.loads((tmp_path / "out" / "gradcheck.json").read_text())["inputs"].startswith("random inputs")

@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from .. import __version__
 from ..training import ImageClassifier
@@ -44,6 +44,7 @@ from .runs import (
     RUNS,
     check_free_space,
     continue_run_folder,
+    launched_rank,
     new_run_folder,
     resolve_checkpoint,
     run_folder_of,
@@ -112,7 +113,8 @@ class ResNodeArgumentParser(LightningArgumentParser):
         if not self.exit_on_error:
             super().error(message, ex)
         message = with_suggestion(message, known_options(parser))
-        help_line = "" if "--help" in message else f"\n({parser.prog.replace(' [options]', '')} --help lists every option.)"
+        prog = parser.prog.replace(" [options]", "")
+        help_line = "" if "--help" in message else f"\n({prog} --help lists every option.)"
         sys.stderr.write(f"error: {message}{help_line}\n")
         raise SystemExit(2)
 
@@ -295,9 +297,13 @@ class ResNodeCLI(LightningCLI):
         return named[0] if named else Path(config.config[0]).stem if config.get("config") else "resnode"
 
     # -- the run folder ---------------------------------------------------------------------------
+    def active_config(self) -> Namespace:
+        """The subcommand's config (the whole config when a Python caller runs none: ``run=False``)."""
+        return self.config[self.subcommand] if self.subcommand else self.config
+
     def before_instantiate_classes(self) -> None:
         with reported_as_input_errors(self):
-            config = self.config[self.subcommand]
+            config = self.active_config()
             if config.model.get("init_from"):
                 config.model.init_from = str(resolve_checkpoint(config.model.init_from, "weights", option="init_from"))
             self.run_folder = self.make_run_folder(config)
@@ -311,10 +317,11 @@ class ResNodeCLI(LightningCLI):
         saved = copy.deepcopy(config)
         if saved.get("ckpt_path"):
             saved.ckpt_path = None  # the saved config starts a run; resuming names the checkpoint again
-        self.save_config_kwargs.update(saved=saved, overwrite=self.resumed_run is not None)
+        resumed_run = getattr(self, "resumed_run", None)
+        self.save_config_kwargs.update(saved=saved, overwrite=resumed_run is not None)
         root = Path(config.trainer.default_root_dir or RUNS)
-        if self.resumed_run is not None:
-            folder = continue_run_folder(self.resumed_run)
+        if resumed_run is not None:
+            folder = continue_run_folder(resumed_run)
             root = folder.parent.parent
         else:
             folder = new_run_folder(root, name)
@@ -362,7 +369,7 @@ class ResNodeCLI(LightningCLI):
 
     def check_checkpoint_fits(self) -> None:
         """The ``--ckpt_path`` network's tensors have the names and shapes of this model's."""
-        if self.checkpoint_network is None:
+        if getattr(self, "checkpoint_network", None) is None:
             return
         expected = {key: tuple(t.shape) for key, t in self.model.network.state_dict().items()}
         found = {key: tuple(t.shape) for key, t in self.checkpoint_network.items()}
@@ -375,7 +382,7 @@ class ResNodeCLI(LightningCLI):
                 f"{reshaped[0]} has shape {found[reshaped[0]]} there, {expected[reshaped[0]]} here"
             )  # fmt: skip
             raise ValueError(
-                f"--ckpt_path {self.config[self.subcommand].ckpt_path!r} holds another network than this config "
+                f"--ckpt_path {self.active_config().ckpt_path!r} holds another network than this config "
                 f"builds ({detail}). Give the config the checkpoint was trained with (its run folder's "
                 f"{CONFIG}); to load weights into a network of another depth or tying, use --model.init_from."
             )
@@ -384,15 +391,20 @@ class ResNodeCLI(LightningCLI):
         """What can be checked before ``fit`` starts: room for the checkpoints, the ``init_from``
         weights (loaded now, so that a missing file or a mismatch stops the run before any data work),
         the optimizer's options and where the data is."""
-        config = self.config[self.subcommand]
+        config = self.active_config()
         network_bytes = sum(t.numel() * t.element_size() for t in self.model.network.state_dict().values())
         # best.ckpt and last.ckpt, each with the weights and up to two optimizer buffers per weight
         check_free_space(Path(config.trainer.default_root_dir), needed_bytes=2 * 3 * network_bytes)
         if config.get("ckpt_path") is None:
             self.model.initialise_from_checkpoint()
-        self.model.configure_optimizers()  # torch checks lr, momentum, weight_decay here, not in the config
+        try:  # torch checks lr, momentum, weight_decay when the optimizer is built, not in the config
+            self.model.configure_optimizers()
+        except ValueError as error:
+            raise ValueError(f"model.optimizer: {error} (check its init_args in the config or the flags).") from None
         if callable(check_data := getattr(self.datamodule, "check_data", None)):
             check_data()
+        if launched_rank() == 0:  # decoding errors (a corrupt image) are input errors too; the decoded cache is kept
+            self.datamodule.prepare_data()
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """The trainer, writing its checkpoints atomically (:class:`AtomicCheckpointIO`) unless a
@@ -463,14 +475,25 @@ def reported_as_input_errors(cli: ResNodeCLI) -> Iterator[None]:
     The run's folder is removed again if nothing was written into it."""
     try:
         yield
-    except (ValueError, TypeError, OSError) as error:
+    except (ValueError, TypeError, OSError, MisconfigurationException) as error:
         folder = getattr(cli, "run_folder", None)
         if folder is not None and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
         if os.environ.get("RESNODE_DEBUG"):
             raise
-        sys.stderr.write(f"error: {error}\n(RESNODE_DEBUG=1 shows where it was raised.)\n")
+        sys.stderr.write(f"error: {plain_message(error)}\n(RESNODE_DEBUG=1 shows where it was raised.)\n")
         raise SystemExit(2) from error
+
+
+def plain_message(error: BaseException) -> str:
+    """The error's message, without jsonargparse's wrapping of an error raised while building a class
+    (``Does not validate against any of the Union subtypes ... Errors: - <ours> - Expected NoneType``)."""
+    message = str(error)
+    if "\nErrors:\n" not in message:
+        return message
+    reasons = [line.strip()[2:] for line in message.split("\nErrors:\n", 1)[1].splitlines() if line.strip()[:2] == "- "]
+    reasons = [reason for reason in reasons if not reason.startswith("Expected a <class 'NoneType'>")]
+    return reasons[0] if reasons else message
 
 
 def step_checkpoint(dirpath: str, every_n_train_steps: int | None) -> list[ModelCheckpoint]:

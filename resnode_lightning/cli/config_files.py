@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from .runs import saved_config
+
 SHIPPED = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -19,12 +21,15 @@ def shipped_configs() -> dict[str, Path]:
 
 
 def resolve_config(value: str) -> str:
-    """What ``--config value`` reads: ``value`` itself if it is a path that exists or an inline
-    YAML/JSON string, else the shipped config of that name (``.yaml`` may be left out).
+    """What ``--config value`` reads: the config a run folder saved (``runs/<name>/version_<k>``),
+    ``value`` itself if it is a file that exists or an inline YAML/JSON string, else the shipped
+    config of that name (``.yaml`` may be left out).
 
     Raises:
-        ValueError: ``value`` is neither, with the closest shipped name.
+        ValueError: ``value`` is none of these, with the closest shipped name.
     """
+    if (saved := saved_config(value)) is not None:
+        return str(saved)
     if Path(value).exists() or any(mark in value for mark in ("\n", "{", ": ")):
         return value
     configs = shipped_configs()

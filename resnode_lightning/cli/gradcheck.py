@@ -34,7 +34,7 @@ from ..diagnostics.depth_sweep import SCHEMES, measure
 from ..models import load_weights
 from ..training.files import atomic_write_text
 from ..training.weights import read_network_weights
-from .runs import CONFIG, RUNS, new_run_folder, resolve_checkpoint
+from .runs import RUNS, new_run_folder, resolve_checkpoint, run_of_config
 
 LABELS = {"euler": "ResNet (Euler)", "heun": "HeunNet"}
 ROUNDING = 1e-12  # float64 errors below this are rounding: the adjoint is exact there
@@ -63,18 +63,13 @@ def gradcheck_options(
 
 def run(parser, config: Namespace) -> int:
     """``resnode gradcheck``: measure, print the table, write the results; 0 when done."""
-    weights = None
-    if config.get("ckpt_path"):
-        checkpoint = resolve_checkpoint(config.ckpt_path, "weights", option="--ckpt_path")
-        if not config.get("config") and (saved := checkpoint.parent.parent / CONFIG).is_file():
-            again = ["--config", str(saved), "--ckpt_path", str(checkpoint), *flags(config)]
-            return run(parser, parser.parse_args(again))
-        weights = read_network_weights(checkpoint)
-    if not config.get("config"):
-        raise ValueError(
-            "resnode gradcheck needs the network: give --config (a config name, a file, or a run's config.yaml), "
-            "or --ckpt_path with a run folder (runs/<config>/version_<k>), whose config.yaml is used."
-        )
+    names = [str(c) for c in config.config]
+    trained_run = run_of_config(names[-1]) if names else None  # --config RUN_FOLDER: measure the run's weights
+    checkpoint_value = config.get("ckpt_path") or (str(trained_run) if trained_run is not None else None)
+    weights, described = None, "as initialised by the config (no --ckpt_path)"
+    if checkpoint_value:
+        checkpoint = resolve_checkpoint(checkpoint_value, "weights", option="--ckpt_path")
+        weights, described = read_network_weights(checkpoint), str(checkpoint)
     model, datamodule = build_model_and_data(parser, config)
     network = model.network
     if weights is not None:
@@ -86,10 +81,8 @@ def run(parser, config: Namespace) -> int:
     loss = lambda outputs: model.loss(outputs, labels)  # noqa: E731  (the classifier's loss, label smoothing included)
     results = measure(network, inputs, loss, list(config.depths), config.interpolation)
 
-    names = [str(c) for c in config.config]
-    name = Path(names[0]).stem if Path(names[0]).name != CONFIG else Path(names[0]).parent.parent.name
+    name = trained_run.parent.name if trained_run is not None else Path(names[0]).stem if names else "resnode"
     folder = Path(config.output) if config.output else new_run_folder(Path(RUNS) / "gradcheck", name)
-    described = str(config.ckpt_path) if config.get("ckpt_path") else "as initialised by the config (no --ckpt_path)"
     header = [
         f"resnode gradcheck: {' + '.join(names)}; weights: {described}",
         f"inputs: {source}; float64 on {device}; network in train mode",
@@ -109,14 +102,6 @@ def run(parser, config: Namespace) -> int:
     plot(results, folder / "gradcheck.png", title=f"{name}: adjoint vs backprop")
     print(f"\nWritten: {folder / 'gradcheck.txt'}, {folder / 'gradcheck.json'}, {folder / 'gradcheck.png'}")
     return 0
-
-
-def flags(config: Namespace) -> list[str]:
-    """gradcheck's own options as flags, to parse them again over a run's saved config."""
-    words = ["--depths", json.dumps(list(config.depths)), "--samples", str(config.samples)]
-    words += ["--interpolation", config.interpolation]
-    words += ["--device", config.device] if config.device else []
-    return words + (["--output", config.output] if config.output else [])
 
 
 def build_model_and_data(parser, config: Namespace) -> tuple[Any, Any]:

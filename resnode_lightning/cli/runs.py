@@ -145,6 +145,18 @@ def resolve_checkpoint(
     )
 
 
+def saved_config(folder: str | Path) -> Path | None:
+    """The ``config.yaml`` a run folder saved, or None when ``folder`` is not a run folder."""
+    path = Path(folder) / CONFIG
+    return path if VERSION.fullmatch(Path(folder).name) and path.is_file() else None
+
+
+def run_of_config(config: str | Path) -> Path | None:
+    """The run folder whose saved config ``config`` is, or None."""
+    path = Path(config)
+    return path.parent if path.name == CONFIG and saved_config(path.parent) == path else None
+
+
 def check_free_space(folder: Path, needed_bytes: int) -> None:
     """Refuse to start when the disk holding ``folder`` has less free space than ``needed_bytes``."""
     free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
