@@ -19,16 +19,29 @@ CIFAR = REPOSITORY / ".cache" / "cifar10-jpg"
 
 def run_sweep(name: str, extra: list[str], work: Path = WORK) -> None:
     """`resnode sweep sweeps/<name>.yaml -- <extra>` in ``work``, W&B off; adds its wall time to the total
-    (also when it is stopped with Ctrl-C)."""
+    (also when it is stopped with Ctrl-C).
+
+    Ctrl-C reaches the sweep too, which stops its run with a checkpoint: this waits for it, so that
+    the state it records is whole (a second Ctrl-C kills the run).
+
+    Raises:
+        SystemExit: with the sweep's exit status, when a run failed or stopped, or the sweep was stopped.
+    """
     work.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "resnode_lightning", "sweep", f"sweeps/{name}.yaml", "--", *extra]
     started = time.perf_counter()
     try:
-        subprocess.run(command, cwd=work, check=False, env={**os.environ, "WANDB_MODE": "disabled"})
+        with subprocess.Popen(command, cwd=work, env={**os.environ, "WANDB_MODE": "disabled"}) as sweep:
+            try:
+                status = sweep.wait()
+            except KeyboardInterrupt:
+                status = sweep.wait()
     finally:
         total = work / f"{name}_wall_seconds.txt"
         spent = time.perf_counter() - started + (float(total.read_text()) if total.is_file() else 0.0)
         total.write_text(f"{spent:.1f}\n")
+    if status:
+        raise SystemExit(status)
 
 
 def sweep_wall_seconds(name: str, work: Path = WORK) -> float | None:

@@ -17,9 +17,9 @@ from reliability_helpers import PoisonedGradient
 from training_helpers import RandomImages, trainer
 
 from resnode_lightning.cli import main
+from resnode_lightning.cli.runs import resolve_checkpoint
 from resnode_lightning.models import SimpleResNet
 from resnode_lightning.training import ImageClassifier
-from resnode_lightning.cli.runs import resolve_checkpoint
 from resnode_lightning.training.files import AtomicCheckpointIO
 from resnode_lightning.training.numerical_faults import NonFiniteTrainingError, SkipNonFiniteSteps
 

@@ -1,23 +1,28 @@
-"""`resnode sweep`: a W&B sweep file expands here into the runs W&B's agent would start, which run one
-after another, each once, a killed sweep continuing where it stopped."""
+"""`resnode sweep`: a W&B grid sweep file expands here into the resnode command lines W&B's agent would
+start, each checked by resnode's parser before any runs; the runs run one after another, each once, die
+with their sweep, and a stopped sweep continues where it stopped."""
 
+import fcntl
 import json
-import math
+import os
 import shlex
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from resnode_lightning.cli import main
-from resnode_lightning.training.config_files import shipped_configs
-from resnode_lightning.training.sweep_files import SweepFileError, check_sweep, command_line, expand
+from resnode_lightning.cli import main, sweeps
+from resnode_lightning.cli.config_files import shipped_configs
+from resnode_lightning.cli.sweep_files import SweepFileError, check_sweep, command_line, expand, read_sweep
 
 SWEEPS = {"sweeps/figure4.yaml": 24, "sweeps/figure3a.yaml": 10}
 """Every shipped sweep and its number of runs."""
 DEBUG = ["--config", "presets/debug.yaml", "--trainer.enable_progress_bar", "false"]
-
+TESTS = Path(__file__).resolve().parent
+REPOSITORY = TESTS.parent
 
 pytestmark = pytest.mark.usefixtures("in_empty_folder")
 
@@ -29,16 +34,31 @@ def sweep_file(folder: Path, stem: str, /, **sweep) -> Path:
 
 
 def dry_run(capsys, *args: str) -> list[list[str]]:
-    main(["sweep", "--dry-run", *args])
+    with pytest.raises(SystemExit) as exit:
+        main(["sweep", "--dry_run", *args])
+    assert exit.value.code == 0
     return [shlex.split(line) for line in capsys.readouterr().out.splitlines()]
 
 
+def run_sweep(*args: str) -> int:
+    """`resnode sweep ARGS` in this process: its exit status."""
+    with pytest.raises(SystemExit) as exit:
+        main(["sweep", *args])
+    return exit.value.code
+
+
 def grid(**parameters) -> dict:
-    return {"program": "resnode", "method": "grid", "parameters": parameters, "command": ["resnode", "${args}"]}
+    return {"method": "grid", "parameters": parameters, "command": ["resnode", "fit", "${args}"]}
 
 
+def state(folder: Path, name: str) -> dict[str, dict]:
+    return json.loads((folder / "runs" / "sweeps" / f"{name}.json").read_text())
+
+
+# -- the sweep file -----------------------------------------------------------------------------------
 def test_the_shipped_sweeps_are_listed_as_their_own_group(capsys):
-    main(["configs"])
+    with pytest.raises(SystemExit):
+        main(["configs"])
     out = capsys.readouterr().out
     group = out[out.index("W&B sweeps") :]
     assert set(SWEEPS) == {name for name in shipped_configs() if name.startswith("sweeps/")}
@@ -46,30 +66,41 @@ def test_the_shipped_sweeps_are_listed_as_their_own_group(capsys):
 
 
 @pytest.mark.parametrize("name", SWEEPS)
-def test_every_shipped_sweep_expands_to_distinct_command_lines_the_cli_accepts(capsys, name):
-    commands = dry_run(capsys, name)
+def test_every_shipped_sweep_expands_to_distinct_resnode_fit_command_lines_config_first(name):
+    sweep = read_sweep(shipped_configs()[name])
+    commands = [command_line(sweep, run) for run in expand(sweep)]
     assert len(commands) == len({shlex.join(c) for c in commands}) == SWEEPS[name]
+    assert all(command[:3] == ["resnode", "fit", "--config"] for command in commands)  # before the swept flags
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_the_swept_values_reach_the_model(capsys, name):
+    commands = dry_run(capsys, "--count", "2", name)
     for command in commands:
-        assert command[:3] == ["resnode", "fit", "--config"]  # the config before the swept flags (P5)
         with pytest.raises(SystemExit) as exit:
             main([*command[1:], "--print_config"])
         assert exit.value.code == 0
         network = yaml.safe_load(capsys.readouterr().out)["model"]["network"]["init_args"]
         for flag in command[4:]:
             key, value = flag.removeprefix("--model.network.").split("=")
-            assert str(network[key]) == value  # the swept value reached the model
+            assert str(network[key]) == value
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SWEEPS)
+def test_resnode_accepts_every_command_line_of_every_shipped_sweep(capsys, name):
+    assert len(dry_run(capsys, name)) == SWEEPS[name]  # the dry run parses each
 
 
 def test_an_unknown_sweep_name_is_refused_with_the_shipped_sweeps(capsys):
-    with pytest.raises(SystemExit) as exit:
-        main(["sweep", "sweeps/figure5.yaml"])
+    assert run_sweep("sweeps/figure5.yaml") == 2
     err = capsys.readouterr().err
-    assert exit.value.code == 2 and "'sweeps/figure5.yaml': no such file, and no shipped sweep has that name" in err
+    assert "'sweeps/figure5.yaml': no such file, and no shipped sweep has that name" in err
     assert all(name in err for name in SWEEPS)
 
 
 def test_count_and_extra_args_shape_the_dry_run(capsys):
-    commands = dry_run(capsys, "sweeps/figure4.yaml", "--count", "3", "--", "--data.root", "/data/cifar10")
+    commands = dry_run(capsys, "--count", "3", "sweeps/figure4.yaml", "--", "--data.root", "/data/cifar10")
     assert [c[4:] for c in commands] == [
         ["--data.root", "/data/cifar10", "--model.network.depth=2", "--model.network.scheme=euler",
          "--model.network.gradient=backprop"],
@@ -91,51 +122,24 @@ def test_a_grid_is_the_product_of_every_parameters_values_in_the_files_order():
     assert expand(sweep, count=3) == expand(sweep)[:3] == expand({**sweep, "run_cap": 3})
 
 
-def test_random_draws_are_seeded_counted_and_within_each_distributions_bounds():
-    parameters = {
-        "lr": {"distribution": "log_uniform_values", "min": 1.0e-4, "max": 1.0e-1},
-        "momentum": {"distribution": "uniform", "min": 0.8, "max": 0.99},
-        "depth": {"distribution": "int_uniform", "min": 2, "max": 5},
-        "width": {"distribution": "q_uniform", "min": 8, "max": 64, "q": 8},
-        "dropout": {"distribution": "q_uniform", "min": 0.0, "max": 0.5, "q": 0.125},
-        "blocks": {"min": 1, "max": 3},  # no distribution: int_uniform, as W&B infers it
-        "scheme": {"values": ["euler", "heun"]},
-        "epochs": {"value": 90},
-    }
-    sweep = {**grid(**parameters), "method": "random"}
-    check_sweep(sweep)
-    runs = expand(sweep, count=400, seed=3)
-    assert len(runs) == 400 and runs == expand(sweep, count=400, seed=3) != expand(sweep, count=400, seed=4)
-    assert all(1.0e-4 <= r["lr"] <= 1.0e-1 and 0.8 <= r["momentum"] <= 0.99 for r in runs)
-    below_geometric_mean = sum(r["lr"] < math.sqrt(1.0e-4 * 1.0e-1) for r in runs) / len(runs)
-    assert 0.4 < below_geometric_mean < 0.6  # uniform in the logarithm
-    assert {r["depth"] for r in runs} == {2, 3, 4, 5} and {r["blocks"] for r in runs} == {1, 2, 3}  # ends included
-    assert {r["width"] for r in runs} <= {8, 16, 24, 32, 40, 48, 56, 64} and all(type(r["width"]) is int for r in runs)
-    assert {r["dropout"] for r in runs} <= {0.0, 0.125, 0.25, 0.375, 0.5}
-    assert {r["scheme"] for r in runs} == {"euler", "heun"} and {r["epochs"] for r in runs} == {90}
-
-
-def test_a_random_sweep_needs_a_count():
-    sweep = {**grid(lr={"min": 0.01, "max": 0.1}), "method": "random"}
-    with pytest.raises(SweepFileError, match="--count N"):
-        expand(sweep)
-    assert len(expand({**sweep, "run_cap": 5})) == 5
-
-
 def test_macros_are_formatted_as_wandbs_agent_formats_them(monkeypatch):
     monkeypatch.setenv("DATA", "/data/cifar10")
     run = {"depth": [3, 3, 3, 3], "tied": False, "lr": 0.05, "step": "1/depth"}
-    command = ["${env}", "${interpreter}", "${program}", "--root=${envvar:DATA}",
-               "${args}", "${args_no_hyphens}", "${args_no_boolean_flags}"]  # fmt: skip
-    sweep = {"program": "train.py", "method": "grid", "parameters": {"lr": {"value": 0.1}}, "command": command}
+    command = ["${env}", "${interpreter}", "-m", "resnode_lightning", "fit", "--data.root=${envvar:DATA}",
+               "${args}", "${args_no_hyphens}", "${args_no_boolean_flags}", "${args_json}"]  # fmt: skip
+    sweep = {**grid(lr={"value": 0.1}), "command": command}
     check_sweep(sweep)
     assert command_line(sweep, run) == [
-        "/usr/bin/env", "python", "train.py", "--root=/data/cifar10",
+        "resnode", "fit", "--data.root=/data/cifar10",
         "--depth=[3, 3, 3, 3]", "--tied=False", "--lr=0.05", "--step=1/depth",
         "depth=[3, 3, 3, 3]", "tied=False", "lr=0.05", "step=1/depth",
         "--depth=[3, 3, 3, 3]", "--lr=0.05", "--step=1/depth",
+        '{"depth": [3, 3, 3, 3], "tied": false, "lr": 0.05, "step": "1/depth"}',
     ]  # fmt: skip
-    assert command_line({"program": "train.py"}, {"lr": 0.1}) == ["/usr/bin/env", "python", "train.py", "--lr=0.1"]
+    assert command_line(sweep, {"tied": True})[-2] == "--tied"
+    monkeypatch.delenv("DATA")
+    with pytest.raises(SweepFileError, match=r"names \$\{envvar:DATA\}, and DATA is not set here"):
+        command_line(sweep, run)
 
 
 def test_extra_args_go_before_the_swept_flags_so_that_a_config_among_them_cannot_undo_them():
@@ -147,76 +151,271 @@ def test_extra_args_go_before_the_swept_flags_so_that_a_config_among_them_cannot
     assert command_line({"command": ["resnode", "fit"]}, {}, ["--x=1"]) == ["resnode", "fit", "--x=1"]
 
 
+@pytest.mark.parametrize(
+    "command, program",
+    [
+        (["resnode", "fit"], None),
+        (["${env}", "resnode", "fit"], None),
+        (["${env}", "${program}", "fit"], "resnode"),
+        (["python", "-m", "resnode_lightning", "fit"], None),
+        (["${env}", "${interpreter}", "-m", "resnode_lightning", "fit"], "anything.py"),
+    ],
+)
+def test_a_command_that_runs_resnode_is_run_as_this_interpreters_resnode(command, program):
+    sweep = {**grid(lr={"value": 0.1}), "command": [*command, "${args}"]}
+    sweep.update({"program": program} if program else {})
+    check_sweep(sweep)
+    assert command_line(sweep, {"lr": 0.1}) == ["resnode", "fit", "--lr=0.1"]
+    assert sweeps.RESNODE == [sys.executable, "-m", "resnode_lightning"]  # what starts, whatever the spelling
+
+
 LR = {"lr": {"values": [0.1]}}
 REFUSED = [
     ({**grid(**LR), "paramters": {}}, "unknown key 'paramters' (did you mean 'parameters'?)"),
     (grid(lr={"valeus": [0.1]}), "parameter 'lr': unknown key 'valeus' (did you mean 'values'?)"),
-    (grid(lr={"values": [0.1], "color": 1}), "The accepted keys are value, values, distribution, min, max"),
-    ({**grid(**LR), "command": ["${argz}"]}, "macro ${argz} is unknown here (did you mean 'args'?)"),
-    (grid(lr={"min": 0.01, "max": 0.1}), "a grid needs `values` or `value`; draw from `uniform` with `method: random`"),
-    (grid(lr={"distribution": "log_uniform", "min": -5, "max": 0}), "log_uniform_values takes the values themselves"),
+    (grid(lr={"values": [0.1], "color": 1}), "The accepted keys are values, value."),
+    (grid(lr={"values": [0.1], "value": 1}), "give `values` (a list) or `value` (one value), one of the two"),
+    ({**grid(**LR), "command": ["resnode", "fit", "${argz}"]}, "macro ${argz} is not one `resnode sweep` expands "
+                                                                "(did you mean 'args'?)"),
+    ({**grid(**LR), "command": ["resnode", "fit", "${args_json_file}"]}, "${args_json_file} is not one"),
+    (grid(lr={"min": 0.01, "max": 0.1}), "parameter 'lr': `min` draws values at random, which a grid does not"),
+    (grid(lr={"distribution": "log_uniform_values"}), "run it with `wandb sweep FILE`, then `wandb agent ID`"),
     (grid(lr={"values": []}), "parameter 'lr': `values` must be a non-empty list"),
+    ({**grid(**LR), "method": "random"}, "`method: random` chooses each run at random on W&B's server: run it with "
+                                         "`wandb sweep FILE`, then `wandb agent ID`"),
     ({**grid(**LR), "method": "bayes"}, "`method: bayes` chooses each run from the results of the earlier ones"),
-]
+    ({**grid(**LR), "command": ["bash", "-c", "touch pwned", "${args}"]}, "the command [bash, -c, touch pwned, "
+                                                                           "${args}] does not run resnode"),
+    ({**grid(**LR), "command": ["python", "evil.py", "${args}"]}, "the command [python, evil.py, ${args}] does not "
+                                                                  "run resnode"),
+    ({**grid(**LR), "command": ["${env}", "${interpreter}", "${program}", "${args}"], "program": "evil.py"},
+     "does not run resnode"),
+    ({**grid(**LR), "program": "resnode", "command": None}, "W&B's default command runs `python <program>`"),
+    ({**grid(**LR), "command": ["resnode", "sweep", "other.yaml"]}, "the command runs `resnode sweep`; a sweep's "
+                                                                    "runs are `resnode fit | validate | test"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("sweep, message", REFUSED)
-def test_a_sweep_file_the_local_expansion_cannot_run_is_refused_before_anything_runs(capsys, sweep, message):
+def test_a_sweep_file_resnode_sweep_does_not_run_is_refused_before_anything_runs(capsys, sweep, message):
+    sweep = {key: value for key, value in sweep.items() if value is not None}
     with pytest.raises(SweepFileError) as error:
         check_sweep(sweep)
     assert message in str(error.value)
     path = sweep_file(Path.cwd(), "refused", **sweep)
-    with pytest.raises(SystemExit) as exit:
-        main(["sweep", str(path)])
-    assert exit.value.code == 2 and message in capsys.readouterr().err
+    assert run_sweep(str(path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err.splitlines()[0]  # one line
+    assert not Path("runs").exists() and not Path("pwned").exists()
+
+
+@pytest.mark.parametrize("dry", [["--dry_run"], []])
+def test_a_parameter_resnode_does_not_know_is_refused_by_name_before_anything_runs(capsys, in_empty_folder, dry):
+    parameters = {"model.optimizer.init_args.lrr": {"values": [0.1]}}
+    path = sweep_file(in_empty_folder, "typo", method="grid", parameters=parameters,
+                      command=["resnode", "fit", "--config", "quickstart.yaml", "${args}"])  # fmt: skip
+    assert run_sweep(*dry, str(path)) == 2
+    line = capsys.readouterr().err.splitlines()[0]
+    assert line.startswith(f"error: {path}: resnode refuses run 1 of 1 (model.optimizer.init_args.lrr=0.1): ")
+    assert line.endswith(
+        "parameter 'model.optimizer.init_args.lrr' is no option of resnode (did you mean 'model.optimizer.lr'?)"
+    )
     assert not Path("runs").exists()
 
 
-def test_a_failed_run_is_reported_the_sweep_goes_on_and_only_it_runs_again(capsys, in_empty_folder):
-    """Each run appends its flag and its W&B group to `log`; the run with x=2 fails."""
-    code = "import os, sys; open('log', 'a').write(sys.argv[1] + ' ' + os.environ['WANDB_RUN_GROUP'] + '\\n'); "
-    code += "sys.exit(sys.argv[1] == '--x=2')"
-    path = sweep_file(in_empty_folder, "file", name="tiny", method="grid", parameters={"x": {"values": [1, 2, 3]}},
-                      command=[sys.executable, "-c", code, "${args}"])  # fmt: skip
-    with pytest.raises(SystemExit) as exit:
-        main(["sweep", str(path)])
-    assert exit.value.code == 1
-    out = capsys.readouterr().out
-    assert "[sweep tiny: run 2 of 3] failed with exit code 1; the sweep goes on." in out
-    assert "Sweep tiny: 3 runs here, 0 finished before, 1 failed\n  failed: " in out
-    assert (in_empty_folder / "log").read_text() == "--x=1 tiny\n--x=2 tiny\n--x=3 tiny\n"
-    state = json.loads((in_empty_folder / "runs" / "sweeps" / "tiny.json").read_text())
-    assert [entry["status"] for entry in state.values()] == ["finished", "failed", "finished"]
+def test_a_value_resnode_refuses_is_reported_with_its_run(capsys, in_empty_folder):
+    path = sweep_file(in_empty_folder, "value", method="grid", parameters={"trainer.max_epochs": {"values": [1, "x"]}},
+                      command=["resnode", "fit", "--config", "quickstart.yaml", "${args}"])  # fmt: skip
+    assert run_sweep("--dry_run", str(path)) == 2
+    line = capsys.readouterr().err.splitlines()[0]
+    assert "resnode refuses run 2 of 2 (trainer.max_epochs=x): " in line and "max_epochs" in line.split("): ", 1)[1]
 
-    with pytest.raises(SystemExit):
-        main(["sweep", str(path)])
-    assert (in_empty_folder / "log").read_text().splitlines()[3:] == ["--x=2 tiny"]
-    assert "[sweep tiny: run 2 of 3] (failed before)" in capsys.readouterr().out
+
+# -- runs as processes: a stub stands in for resnode ------------------------------------------------------
+STUB = r'''
+"""Stands in for `resnode fit --x=BEHAVIOUR [--ckpt_path FOLDER]` in a sweep: logs its arguments and W&B
+group, makes its run folder (or continues FOLDER) with a last.ckpt, then behaves as --x says."""
+import os, signal, sys, time
+from pathlib import Path
+
+arguments = sys.argv[1:]
+log = lambda line: open("log", "a").write(line + "\n")
+log(" ".join(arguments) + " " + os.environ["WANDB_RUN_GROUP"])
+resumed = "--ckpt_path" in arguments
+folder = Path(arguments[arguments.index("--ckpt_path") + 1]) if resumed else None
+version = 0
+while folder is None:
+    folder = None if Path(f"runs/stub/version_{version}").exists() else Path(f"runs/stub/version_{version}")
+    version += 1
+(folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+(folder / "checkpoints" / "last.ckpt").write_text("")
+behaviour = next(a for a in arguments if a.startswith("--x=")).removeprefix("--x=")
+
+def stop(signum, frame):
+    log(f"{behaviour} got {signal.Signals(signum).name}")
+    if behaviour == "stubborn":  # ignores it, and the sweep is signalled a second time
+        os.kill(os.getppid(), signal.SIGTERM)
+    else:
+        sys.exit(128 + signum)
+
+signal.signal(signal.SIGTERM, stop)
+if behaviour == "fail":
+    sys.exit(1)
+if behaviour == "stop" and not resumed:  # as a run that a scheduler stopped
+    sys.exit(143)
+if behaviour in ("stop-the-sweep", "stubborn") and not resumed:  # as a scheduler stopping the sweep's job
+    os.kill(os.getppid(), signal.SIGTERM)
+    time.sleep(20)
+    sys.exit(99)
+if behaviour == "wait":
+    time.sleep(20)
+'''
+
+
+@pytest.fixture
+def stub_resnode(in_empty_folder, monkeypatch) -> Path:
+    """Runs start the stub instead of resnode; their command lines are not parsed (tested above)."""
+    stub = in_empty_folder / "stub.py"
+    stub.write_text(STUB)
+    monkeypatch.setattr(sweeps, "RESNODE", [sys.executable, str(stub)])
+    monkeypatch.setattr(sweeps, "check_command_lines", lambda commands, *_: [Path("runs")] * len(commands))
+    return in_empty_folder
+
+
+def stub_sweep(folder: Path, *behaviours: str) -> Path:
+    return sweep_file(folder, "tiny", name="tiny", **grid(x={"values": list(behaviours)}))
+
+
+FOLDERS = [f"runs/stub/version_{k}" for k in range(4)]
+
+
+def logged(folder: Path) -> list[str]:
+    return (folder / "log").read_text().splitlines()
+
+
+def test_failed_and_stopped_runs_are_not_finished_the_sweep_goes_on_and_a_restart_continues_them(
+    capsys, stub_resnode
+):
+    path = stub_sweep(stub_resnode, "finish", "stop", "fail")
+    assert run_sweep(str(path)) == 1
+    out = capsys.readouterr().out
+    assert "[sweep tiny: run 2 of 3] stopped with exit status 143; the sweep goes on." in out
+    assert "[sweep tiny: run 3 of 3] failed with exit status 1; the sweep goes on." in out
+    assert "Sweep tiny done: 3 runs here, 0 finished before, 2 not finished\n  stopped: resnode fit --x=stop\n" in out
+    assert logged(stub_resnode) == ["fit --x=finish tiny", "fit --x=stop tiny", "fit --x=fail tiny"]
+    assert state(stub_resnode, "tiny") == {
+        "resnode fit --x=finish": {"status": "finished", "exit_code": 0, "run_folder": "runs/stub/version_0"},
+        "resnode fit --x=stop": {"status": "stopped", "exit_code": 143, "run_folder": "runs/stub/version_1"},
+        "resnode fit --x=fail": {"status": "failed", "exit_code": 1, "run_folder": "runs/stub/version_2"},
+    }
+
+    assert run_sweep(str(path)) == 1  # the failed run fails again
+    out = capsys.readouterr().out
+    assert "[sweep tiny: run 1 of 3] finished before (runs/stub/version_0): resnode fit --x=finish" in out
+    assert "[sweep tiny: run 2 of 3] (stopped before: continues in runs/stub/version_1) resnode fit --x=stop" in out
+    assert "[sweep tiny: run 3 of 3] (failed before: runs again) resnode fit --x=fail" in out
+    assert logged(stub_resnode)[3:] == ["fit --x=stop --ckpt_path runs/stub/version_1 tiny", "fit --x=fail tiny"]
+    entries = state(stub_resnode, "tiny")
+    assert entries["resnode fit --x=stop"] == {"status": "finished", "exit_code": 0, "run_folder": FOLDERS[1]}
+    assert entries["resnode fit --x=fail"]["run_folder"] == "runs/stub/version_3"  # a new run, not a continued one
+
+
+def test_sigterm_to_the_sweep_stops_its_run_which_is_recorded_as_stopped_and_continued_on_restart(
+    capsys, stub_resnode
+):
+    path = stub_sweep(stub_resnode, "finish", "stop-the-sweep", "finish-too")
+    assert run_sweep(str(path)) == 143
+    assert logged(stub_resnode) == ["fit --x=finish tiny", "fit --x=stop-the-sweep tiny", "stop-the-sweep got SIGTERM"]
+    assert "Sweep tiny stopped by SIGTERM: 2 runs here" in capsys.readouterr().out  # the third never started
+    entry = state(stub_resnode, "tiny")["resnode fit --x=stop-the-sweep"]
+    assert entry == {"status": "stopped", "exit_code": 143, "run_folder": "runs/stub/version_1"}
+
+    assert run_sweep(str(path)) == 0
+    assert logged(stub_resnode)[3:] == ["fit --x=stop-the-sweep --ckpt_path runs/stub/version_1 tiny",
+                                        "fit --x=finish-too tiny"]  # fmt: skip
+    assert [entry["status"] for entry in state(stub_resnode, "tiny").values()] == ["finished"] * 3
+
+
+def test_a_run_that_ignores_sigterm_is_killed_at_the_second_signal(stub_resnode):
+    path = stub_sweep(stub_resnode, "stubborn")
+    assert run_sweep(str(path)) == 143
+    assert logged(stub_resnode) == ["fit --x=stubborn tiny", "stubborn got SIGTERM"]
+    assert state(stub_resnode, "tiny")["resnode fit --x=stubborn"]["exit_code"] == 128 + signal.SIGKILL
+
+
+def test_a_second_sweep_of_the_same_name_is_refused_while_the_first_holds_its_lock(capsys, stub_resnode):
+    path = stub_sweep(stub_resnode, "finish")
+    lock_file = stub_resnode / "runs" / "sweeps" / "tiny.lock"
+    lock_file.parent.mkdir(parents=True)
+    with open(lock_file, "w") as lock:  # held as a living sweep holds it
+        lock.write("4242\n")
+        lock.flush()
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert run_sweep(str(path)) == 2
+    assert capsys.readouterr().err.startswith("error: sweep tiny is running already (pid 4242, runs/sweeps/tiny.lock)")
+    assert not (stub_resnode / "log").exists()
+
+    assert run_sweep(str(path)) == 0  # the lock of a sweep that is gone is taken over
+    assert lock_file.read_text() == f"{os.getpid()}\n" and logged(stub_resnode) == ["fit --x=finish tiny"]
+
+
+def test_a_run_left_running_by_a_killed_sweep_is_never_started_beside_itself(capsys, stub_resnode):
+    """The sweep was killed with SIGKILL: its run lives on, recorded as running with its pid."""
+    path = stub_sweep(stub_resnode, "wait")
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    (stub_resnode / "runs" / "stub" / "version_0" / "checkpoints").mkdir(parents=True)
+    (stub_resnode / "runs" / "stub" / "version_0" / "checkpoints" / "last.ckpt").write_text("")
+    running = {"status": "running", "pid": orphan.pid, "sweep_pid": gone.pid, "run_folder": "runs/stub/version_0"}
+    (stub_resnode / "runs" / "sweeps").mkdir(parents=True)
+    (stub_resnode / "runs" / "sweeps" / "tiny.json").write_text(json.dumps({"resnode fit --x=wait": running}))
+    try:
+        assert run_sweep(str(path)) == 2
+        err = capsys.readouterr().err
+        assert f"still runs as pid {orphan.pid}: resnode fit --x=wait. Wait for it to end, or stop it" in err
+        assert not (stub_resnode / "log").exists()
+    finally:
+        orphan.kill()
+        orphan.wait()
+    (stub_resnode / "runs" / "sweeps" / "tiny.json").write_text(json.dumps({"resnode fit --x=finish": running}))
+    path = stub_sweep(stub_resnode, "finish")
+    assert run_sweep(str(path)) == 0  # its process gone, it was stopped with its sweep: continued
+    assert logged(stub_resnode) == ["fit --x=finish --ckpt_path runs/stub/version_0 tiny"]
+
+
+# -- runs as processes: resnode itself --------------------------------------------------------------------
+def resnode_sweep(folder: Path, *arguments: str) -> subprocess.CompletedProcess:
+    """`resnode sweep ARGUMENTS` as its own process in ``folder``, this folder importable by its runs."""
+    path = os.pathsep.join([str(REPOSITORY), str(TESTS), os.environ.get("PYTHONPATH", "")])
+    environment = {**os.environ, "PYTHONPATH": path, "WANDB_MODE": "disabled"}
+    command = [sys.executable, "-m", "resnode_lightning", "sweep", *arguments]
+    return subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
-def test_a_local_sweep_runs_each_run_once_into_its_own_folder_and_continues_where_it_stopped(capsys, in_empty_folder):
+def test_a_sweep_stopped_by_sigterm_stops_its_run_with_a_checkpoint_which_the_restarted_sweep_continues(
+    in_empty_folder,
+):
     path = sweep_file(in_empty_folder, "lr", program="resnode", method="grid",
                       parameters={"model.optimizer.lr": {"values": [0.05, 0.2]}},
                       command=["resnode", "fit", "--config", "quickstart.yaml", "${args}"])  # fmt: skip
-    main(["sweep", str(path), "--", *DEBUG])
-    runs = in_empty_folder / "runs" / "quickstart"
-    assert sorted(p.name for p in runs.iterdir()) == ["version_0", "version_1"]
-    state_file = in_empty_folder / "runs" / "sweeps" / "lr.json"
-    state = json.loads(state_file.read_text())
-    assert [entry["status"] for entry in state.values()] == ["finished", "finished"]
-    for line, entry in state.items():  # each run folder is the one of its command line
-        saved = yaml.safe_load((Path(entry["run_folder"]) / "config.yaml").read_text())
+    stop = ["--trainer.callbacks+=sweep_helpers.StopTheSweepOnce", "--trainer.callbacks.step", "2"]
+    stopped = resnode_sweep(in_empty_folder, str(path), "--", *DEBUG, *stop)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    line, entry = next(iter(state(in_empty_folder, "lr").items()))
+    assert entry == {"status": "stopped", "exit_code": 143, "run_folder": "runs/quickstart/version_0"}
+    assert (in_empty_folder / "runs/quickstart/version_0/checkpoints/last.ckpt").is_file()
+    assert not sweeps.is_alive(int((in_empty_folder / "sweep_stopped").read_text()))  # the run died with it
+    assert "Sweep lr stopped by SIGTERM: 1 run here" in stopped.stdout
+
+    continued = resnode_sweep(in_empty_folder, str(path), "--", *DEBUG, *stop)
+    assert continued.returncode == 0, continued.stderr[-3000:]
+    assert f"(stopped before: continues in runs/quickstart/version_0) {line}" in continued.stdout
+    entries = state(in_empty_folder, "lr")
+    assert [entry["run_folder"] for entry in entries.values()] == ["runs/quickstart/version_0",
+                                                                   "runs/quickstart/version_1"]  # fmt: skip
+    assert [entry["status"] for entry in entries.values()] == ["finished", "finished"]
+    for line, entry in entries.items():  # each run folder is the one of its command line
+        saved = yaml.safe_load((in_empty_folder / entry["run_folder"] / "config.yaml").read_text())
         assert line.endswith(f"--model.optimizer.lr={saved['model']['optimizer']['init_args']['lr']}")
-
-    capsys.readouterr()
-    main(["sweep", str(path), "--", *DEBUG])
-    assert capsys.readouterr().out.count("finished before (runs/quickstart/version_") == 2
-    assert len(list(runs.iterdir())) == 2
-
-    first = next(iter(state))
-    state_file.write_text(json.dumps({line: entry for line, entry in state.items() if line != first}))
-    main(["sweep", str(path), "--", *DEBUG])
-    assert "Sweep lr: 1 run here, 1 finished before, 0 failed" in capsys.readouterr().out
-    assert sorted(p.name for p in runs.iterdir()) == ["version_0", "version_1", "version_2"]
-    assert json.loads(state_file.read_text())[first]["run_folder"] == "runs/quickstart/version_2"

@@ -17,7 +17,6 @@ import itertools
 import json
 import os
 import re
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,14 +141,14 @@ def check_command(sweep: dict[str, Any], where: str) -> None:
     arguments = resnode_arguments(sweep)
     if arguments is None:
         raise SweepFileError(
-            f"{where}: the command {shlex.join(map(str, command))!r} does not run resnode: a sweep file chooses "
+            f"{where}: the command [{', '.join(map(str, command))}] does not run resnode: a sweep file chooses "
             "resnode's options, never a program. Start it with `resnode` (or `${env} ${interpreter} -m "
             "resnode_lightning`), e.g. [resnode, fit, --config, X.yaml, ${args}]; W&B's default command runs "
             "`python <program>`, so a sweep of resnode names its command."
         )
     if arguments[:1] not in [[subcommand] for subcommand in SUBCOMMANDS]:
         raise SweepFileError(
-            f"{where}: the command runs `resnode {shlex.join(arguments[:1])}`; a sweep's runs are "
+            f"{where}: the command runs `resnode {' '.join(arguments[:1])}`; a sweep's runs are "
             f"`resnode {' | '.join(SUBCOMMANDS)} ...`, the subcommand first."
         )
 

@@ -22,6 +22,7 @@ earlier run still runs (its sweep was killed with SIGKILL).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -29,6 +30,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -135,16 +137,21 @@ def check_command_lines(
 def parse_only(command: list[str]) -> tuple[int, str, str]:
     """``resnode <command> --print_config`` in this process: (exit status, the config it prints, its
     error in one line). Nothing is built or run: the config is printed as soon as it is parsed."""
-    from .app import main  # app imports this module
+    # app imports this module. Not app.main: the sweep runs inside it, and main's signal handlers
+    # are installed once per process, not again inside themselves.
+    from .app import resnode_cli
 
-    printed, error, status = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(error):
+    printed, written, status = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(written), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the runs will say theirs
         try:
-            main([*command[1:], "--print_config"])
+            resnode_cli([*command[1:], "--print_config"])
         except SystemExit as stop:
             status = stop.code or 0
-    lines = [line.strip() for line in error.getvalue().splitlines() if line.strip() and "--help" not in line]
-    return status, printed.getvalue(), " ".join(lines).removeprefix("error: ") or f"exit status {status}"
+    error = written.getvalue()
+    error = error[error.find("error: ") :].removeprefix("error: ") if "error: " in error else error
+    lines = [line.strip() for line in error.splitlines() if line.strip() and "--help" not in line]
+    return status, printed.getvalue(), " ".join(lines) or f"exit status {status}"
 
 
 def unknown_parameter(run: dict[str, Any], base: list[str]) -> str:
@@ -209,9 +216,8 @@ def run_sweep(name: str, commands: list[list[str]], roots: list[Path]) -> int:
     Raises:
         SweepBusyError: a run an earlier sweep started still runs.
     """
-    state_file = STATE_FOLDER / f"{name}.json"
-    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    refuse_if_a_run_still_runs(name, state)
+    state = SweepState(name)
+    refuse_if_a_run_still_runs(name, state.entries)
     environment = {**os.environ, "WANDB_RUN_GROUP": name}
     not_finished, skipped, started = [], 0, 0
     with StopSignals() as stop:
@@ -219,7 +225,7 @@ def run_sweep(name: str, commands: list[list[str]], roots: list[Path]) -> int:
             if stop.received:
                 break
             line = shlex.join(command)
-            before = state.get(line, {})
+            before = state.entries.get(line, {})
             progress = f"[sweep {name}: run {number} of {len(commands)}]"
             if before.get("status") == "finished":
                 print(f"{progress} finished before ({before.get('run_folder')}): {line}", flush=True)
@@ -227,12 +233,7 @@ def run_sweep(name: str, commands: list[list[str]], roots: list[Path]) -> int:
                 continue
             resumed = stopped_run_folder(command, before)
             print(f"{progress}{again(before, resumed)} {line}", flush=True)
-
-            def record(entry: dict[str, Any], line: str = line) -> None:
-                state[line] = entry
-                atomic_write_text(state_file, json.dumps(state, indent=1) + "\n")
-
-            entry = run_one(command, resumed, root, stop, environment, record)
+            entry = run_one(command, resumed, root, stop, environment, functools.partial(state.record, line))
             started += 1
             if entry["status"] != "finished":
                 not_finished.append(f"{entry['status']}: {line}")
@@ -245,12 +246,24 @@ def run_sweep(name: str, commands: list[list[str]], roots: list[Path]) -> int:
     print(
         f"\nSweep {name} {ended}: {started} run{'s' * (started != 1)} here, {skipped} finished before, "
         f"{len(not_finished)} not finished" + "".join(f"\n  {line}" for line in not_finished)
-        + f"\nState: {state_file}" + (" (start the sweep again to continue)" if not_finished else ""),
+        + f"\nState: {state.path}" + (" (start the sweep again to continue)" if not_finished else ""),
         flush=True,
     )  # fmt: skip
     if stop.received:
         return 128 + int(stop.received)
     return 1 if not_finished else 0
+
+
+class SweepState:
+    """``runs/sweeps/<name>.json``: ``{command line: entry}``, written whole after each change."""
+
+    def __init__(self, name: str) -> None:
+        self.path = STATE_FOLDER / f"{name}.json"
+        self.entries: dict[str, dict[str, Any]] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def record(self, line: str, entry: dict[str, Any]) -> None:
+        self.entries[line] = entry
+        atomic_write_text(self.path, json.dumps(self.entries, indent=1) + "\n")
 
 
 def refuse_if_a_run_still_runs(name: str, state: dict[str, dict[str, Any]]) -> None:
@@ -320,7 +333,7 @@ def run_one(
                 returncode = child.wait(timeout=FOLDER_POLL_SECONDS)
                 break
             except subprocess.TimeoutExpired:
-                if entry["run_folder"] is None and (folder := new_run_folder(root, folders)):
+                if entry["run_folder"] is None and (folder := folder_made_since(root, folders)):
                     record({**entry, "run_folder": folder})
                     entry["run_folder"] = folder
     finally:
@@ -329,13 +342,13 @@ def run_one(
     entry = {
         "status": "finished" if status == 0 else "stopped" if status > 128 else "failed",
         "exit_code": status,
-        "run_folder": entry["run_folder"] or new_run_folder(root, folders),
+        "run_folder": entry["run_folder"] or folder_made_since(root, folders),
     }
     record(entry)
     return entry
 
 
-def new_run_folder(root: Path, before: set[Path]) -> str | None:
+def folder_made_since(root: Path, before: set[Path]) -> str | None:
     """The run folder made under ``root`` since ``before``, when exactly one was."""
     made = all_run_folders(root) - before
     return str(made.pop()) if len(made) == 1 else None
