@@ -14,12 +14,12 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import CSVLogger
-from resnode_lightning.cli.app import resnode_cli
 from stacks import conv_block, gradients, random_blocks, relative_error, stack_of
 from torch import nn
 from training_helpers import RandomImages, trainer
 
 from resnode_lightning.cli import main
+from resnode_lightning.cli.app import resnode_cli
 from resnode_lightning.diagnostics import adjoint_gradient_errors
 from resnode_lightning.models import named_stacks
 from resnode_lightning.numerics import GeneratorStates, ResidualStack
@@ -309,7 +309,7 @@ def test_gradcheck_refuses_a_checkpoint_that_would_run_code_when_unpickled(tmp_p
 def test_gradcheck_takes_a_run_folder_or_its_saved_config_and_the_options_of_fit(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["resnode"])
-    main(["fit", "--config", "quickstart.yaml", "--config", "presets/debug.yaml", "--trainer.enable_progress_bar=false"])
+    main(["fit", "--config", "quickstart.yaml", "--config", "presets/debug.yaml", "--trainer.enable_progress_bar", "0"])
     run = Path("runs/quickstart/version_0")
     capsys.readouterr()
     out, results = gradcheck(capsys, "--depths", "[2]", config=("--config", str(run)))  # the run's network and weights

@@ -63,6 +63,16 @@ def test_a_checkpoint_naming_foreign_code_is_refused_before_anything_is_imported
     assert "somemodule" not in sys.modules
 
 
+def test_a_class_of_the_users_own_config_may_be_in_the_checkpoint_that_config_resumes(trained, capsys, monkeypatch):
+    """A researcher's own network class (here a test module's) is theirs to trust: named by their config."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    own = ["--model.network", "reliability_helpers.RandomisedNet", "--trainer.max_epochs", "2"]
+    main(["fit", *QUICK, *own, "--trainer.default_root_dir", "own"])
+    cli = main(["fit", *QUICK, *own, "--trainer.max_epochs", "3", "--trainer.default_root_dir", "own",
+                "--ckpt_path", "own/quickstart/version_0"])  # fmt: skip
+    assert cli.trainer.current_epoch == 3
+
+
 def test_a_checkpoint_url_is_refused(in_empty_folder, capsys):
     status, error = exit_status_and_error(capsys, "validate", *QUICK, "--ckpt_path", "http://example.org/x.ckpt")
     assert status == 2 and "local files only" in error

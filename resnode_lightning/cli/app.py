@@ -53,7 +53,7 @@ from .signals import SignalRecorder
 from .suggestions import with_suggestion
 from .sweeps import sweep as sweep_command
 from .tracking import SaveConfigEverywhere, finish_wandb_runs, offline_by_default
-from .trust import check_hyperparameters, check_local
+from .trust import check_hyperparameters, check_local, code_references
 
 DESCRIPTION = (
     "Train ResNets as discretised Neural ODEs (Euler/Heun) with a memory-free adjoint. "
@@ -114,6 +114,8 @@ class ResNodeArgumentParser(LightningArgumentParser):
             super().error(message, ex)
         message = with_suggestion(message, known_options(parser))
         prog = parser.prog.replace(" [options]", "")
+        if "unrecognized arguments: --" in message and prog == "resnode sweep":
+            message += " (resnode sweep's own options go before FILE: resnode sweep --dry_run FILE -- WORDS)"
         help_line = "" if "--help" in message else f"\n({prog} --help lists every option.)"
         sys.stderr.write(f"error: {message}{help_line}\n")
         raise SystemExit(2)
@@ -135,6 +137,11 @@ class ShippedConfigFile(ActionConfigFile):
         except ValueError as error:
             parser.error(str(error))
         super().__call__(parser, cfg, path, option_string)
+
+
+def summary(documented: object) -> str:
+    """The first paragraph of a docstring (a command's description in its --help)."""
+    return inspect.getdoc(documented).split("\n\n")[0].replace("\n", " ")
 
 
 def boolean_flags(function: Callable) -> list[str]:
@@ -173,11 +180,13 @@ class ResNodeCLI(LightningCLI):
         subcommands = self.parser.subcommands_action
         configs = ResNodeArgumentParser(prog="resnode configs", description=describe_configs.__doc__)
         subcommands.add_subcommand("configs", configs, help="List the configs that ship with the package.")
-        sweep = ResNodeArgumentParser(prog="resnode sweep", description=sweep_command.__doc__)
-        add_signature(sweep, sweep_command, skip={"extra"})
-        sweep.add_argument("extra", nargs="*", help="words after --, given to every run before the swept flags")
+        sweep = ResNodeArgumentParser(prog="resnode sweep", description=summary(sweep_command))
+        add_signature(sweep, sweep_command, skip={"extra", "parse"})
+        sweep.add_argument(
+            "extra", nargs="*", default=[], help="words after --, given to every run before the swept flags (optional)"
+        )
         subcommands.add_subcommand("sweep", sweep, help="Run a W&B sweep file's runs here, one after another.")
-        gradcheck = self.init_parser(prog="resnode gradcheck", description=gradcheck_command.__doc__)
+        gradcheck = self.init_parser(prog="resnode gradcheck", description=summary(gradcheck_command))
         self.add_default_arguments_to_parser(gradcheck)
         self.add_core_arguments_to_parser(gradcheck)
         self.add_arguments_to_parser(gradcheck)
@@ -207,7 +216,7 @@ class ResNodeCLI(LightningCLI):
         if subcommand == "configs":
             return describe_configs()
         if subcommand == "sweep":
-            return sweep_command(config.file, config.dry_run, config.count, config.extra)
+            return sweep_command(config.file, config.dry_run, config.count, config.extra, parse=resnode_cli)
         return gradcheck_command.run(self.parser.subcommands_action.choices["gradcheck"], config)
 
     # -- the checkpoint (replaces LightningCLI's merge of its hyper-parameters) ------------------
@@ -251,7 +260,8 @@ class ResNodeCLI(LightningCLI):
                 )
             hyperparameters = dict(checkpoint.get("hyper_parameters") or {})
             hyperparameters.pop("_instantiator", None)
-            check_hyperparameters(hyperparameters, str(path))
+            named_by_user = [code for _, code in code_references(config.model.as_dict())]
+            check_hyperparameters(hyperparameters, str(path), named_by_user)
             self.config[subcommand] = config = self.resume_config(subcommand, config, hyperparameters, path)
             config.ckpt_path = str(path)
             if config.get("weights_only") is None:

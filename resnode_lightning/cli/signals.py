@@ -35,11 +35,18 @@ class SignalRecorder:
         self.trainer_running = False
         self.stop_hint = ""
         self.previous: dict[int, Any] = {}
+        self.depth = 0
 
     def install(self) -> None:
         """Handle SIGTERM (and SIGUSR1 outside SLURM) from now on, afresh; :meth:`uninstall` puts
-        the previous handlers back (a Python caller's process is left as it was)."""
+        the previous handlers back (a Python caller's process is left as it was). Nested calls (a
+        command run from within another, as a sweep checks its runs) keep the outer installation."""
+        self.depth += 1
+        if self.depth > 1:
+            return
+        depth = self.depth
         self.__init__()
+        self.depth = depth
         handlers = {signal.SIGTERM: self.on_sigterm}
         if hasattr(signal, "SIGUSR1") and not SLURMEnvironment.detect():
             handlers[signal.SIGUSR1] = self.on_sigusr1
@@ -47,6 +54,9 @@ class SignalRecorder:
             self.previous[number] = signal.signal(number, handler)
 
     def uninstall(self) -> None:
+        self.depth -= 1
+        if self.depth > 0:
+            return
         for number, handler in self.previous.items():
             signal.signal(number, handler)
         self.previous = {}

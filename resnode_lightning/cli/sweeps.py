@@ -57,7 +57,13 @@ class SweepBusyError(ValueError):
     """The sweep, or a run of it, is running already."""
 
 
-def sweep(file: str, dry_run: bool = False, count: PositiveInt | None = None, extra: list[str] | None = None) -> int:
+def sweep(
+    file: str,
+    dry_run: bool = False,
+    count: PositiveInt | None = None,
+    extra: list[str] | None = None,
+    parse: Callable[[list[str]], Any] | None = None,
+) -> int:
     """Run the runs of a W&B sweep file here, one after another, skipping the runs that finished
     before and continuing the stopped ones (`wandb sweep FILE` and `wandb agent ID` run the same
     file with a network). Every run's command line is parsed by resnode before the first starts.
@@ -69,6 +75,8 @@ def sweep(file: str, dry_run: bool = False, count: PositiveInt | None = None, ex
         count: at most this many runs.
         extra: words given to every run before the swept flags (after --, e.g. -- --config
             presets/debug.yaml --data.root /data/cifar10).
+        parse: the resnode command line's parser, called with a run's words (the shell passes its
+            own, so that this module need not import it); None: the runs are not checked first.
 
     Returns:
         the exit status: 0; 1 when a run failed or stopped; 128 + n when signal n stopped the sweep.
@@ -81,7 +89,11 @@ def sweep(file: str, dry_run: bool = False, count: PositiveInt | None = None, ex
     sweep_file = read_sweep(path)
     runs = expand(sweep_file, count)
     commands = [command_line(sweep_file, run, extra or []) for run in runs]
-    roots = check_command_lines(commands, runs, command_line(sweep_file, {}, extra or []), str(path))
+    roots = (
+        check_command_lines(commands, runs, command_line(sweep_file, {}, extra or []), str(path), parse)
+        if parse is not None
+        else [Path(RUNS)] * len(commands)
+    )
     if dry_run:
         print("\n".join(map(shlex.join, commands)))
         return 0
@@ -110,7 +122,7 @@ def find_sweep_file(value: str) -> Path:
 
 # -- checking the command lines: resnode parses each, runs none --------------------------------------
 def check_command_lines(
-    commands: list[list[str]], runs: list[dict[str, Any]], base: list[str], where: str
+    commands: list[list[str]], runs: list[dict[str, Any]], base: list[str], where: str, parse: Callable
 ) -> list[Path]:
     """Parse every command line as resnode would run it, in this process, running nothing; return
     the folder each run's run folder will be made in (its ``trainer.default_root_dir``, else ``runs``).
@@ -122,30 +134,26 @@ def check_command_lines(
     """
     roots = []
     for number, (command, run) in enumerate(zip(commands, runs), 1):
-        status, printed, error = parse_only(command)
+        status, printed, error = parse_only(command, parse)
         if status:
             values = ", ".join(f"{name}={value}" for name, value in run.items())
             raise SweepFileError(
                 f"{where}: resnode refuses run {number} of {len(commands)} ({values or shlex.join(command)}): "
-                f"{error}{unknown_parameter(run, base)}"
+                f"{error}{unknown_parameter(run, base, parse)}"
             )
         root = (yaml.safe_load(printed).get("trainer") or {}).get("default_root_dir")
         roots.append(Path(root or RUNS))
     return roots
 
 
-def parse_only(command: list[str]) -> tuple[int, str, str]:
+def parse_only(command: list[str], parse: Callable) -> tuple[int, str, str]:
     """``resnode <command> --print_config`` in this process: (exit status, the config it prints, its
     error in one line). Nothing is built or run: the config is printed as soon as it is parsed."""
-    # app imports this module. Not app.main: the sweep runs inside it, and main's signal handlers
-    # are installed once per process, not again inside themselves.
-    from .app import resnode_cli
-
     printed, written, status = io.StringIO(), io.StringIO(), 0
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(written), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the runs will say theirs
         try:
-            resnode_cli([*command[1:], "--print_config"])
+            parse([*command[1:], "--print_config"])
         except SystemExit as stop:
             status = stop.code or 0
     error = written.getvalue()
@@ -154,10 +162,10 @@ def parse_only(command: list[str]) -> tuple[int, str, str]:
     return status, printed.getvalue(), " ".join(lines) or f"exit status {status}"
 
 
-def unknown_parameter(run: dict[str, Any], base: list[str]) -> str:
+def unknown_parameter(run: dict[str, Any], base: list[str], parse: Callable) -> str:
     """``; parameter 'x' is no option of resnode (did you mean 'y'?)`` for the first of the run's
     parameters that is not a key of ``base``'s config, or ``""``."""
-    status, printed, _ = parse_only(base)
+    status, printed, _ = parse_only(base, parse)
     if status:
         return ""
     known = {key.replace(".init_args", "") for key in dotted_keys(yaml.safe_load(printed))}

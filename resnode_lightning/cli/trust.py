@@ -9,7 +9,7 @@ untrusted file is refused before the parser sees it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 TRUSTED_PACKAGES = ("resnode_lightning", "torch", "torchvision", "lightning", "torchmetrics")
@@ -42,14 +42,19 @@ def code_references(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
             yield from code_references(item, f"{where}[{index}]")
 
 
-def check_hyperparameters(hyperparameters: Mapping[str, Any], checkpoint: str) -> None:
-    """Refuse a checkpoint whose hyper-parameters name code outside :data:`TRUSTED_PACKAGES`.
+def check_hyperparameters(
+    hyperparameters: Mapping[str, Any], checkpoint: str, named_by_user: Iterable[str] = ()
+) -> None:
+    """Refuse a checkpoint whose hyper-parameters name code outside :data:`TRUSTED_PACKAGES` and
+    outside what the user's own config names (``named_by_user``: a researcher's network class,
+    given in their config, is theirs to trust).
 
     Raises:
         UntrustedCheckpointError: naming the checkpoint, the key and the class path; nothing was imported.
     """
+    named = set(named_by_user)
     for key, path in code_references(hyperparameters):
-        if not is_trusted(path):
+        if not is_trusted(path) and path not in named:
             raise UntrustedCheckpointError(
                 f"{checkpoint}: its hyper-parameters name {path!r} (at {key}), code outside "
                 f"{', '.join(TRUSTED_PACKAGES)}; a checkpoint may choose values, never code, so it is "
