@@ -309,7 +309,8 @@ def test_gradcheck_refuses_a_checkpoint_that_would_run_code_when_unpickled(tmp_p
 def test_gradcheck_takes_a_run_folder_or_its_saved_config_and_the_options_of_fit(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["resnode"])
-    main(["fit", "--config", "quickstart.yaml", "--config", "presets/debug.yaml", "--trainer.enable_progress_bar", "0"])
+    main(["fit", "--config", "quickstart.yaml", "--config", "presets/debug.yaml",
+          "--trainer.enable_progress_bar", "false"])  # fmt: skip
     run = Path("runs/quickstart/version_0")
     capsys.readouterr()
     out, results = gradcheck(capsys, "--depths", "[2]", config=("--config", str(run)))  # the run's network and weights
