@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from resnode_lightning.cli.runs import RUNS, versions
+
 RESULTS = Path(__file__).resolve().parent / "results"
 TOTAL_BATCH = 256
 CORES = 2
@@ -48,7 +50,7 @@ def run(root: str, processes: int, depth: int, steps: int) -> dict[str, float]:
     done = subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{processes}-process run failed:\n{done.stderr[-3000:]}")
-    (metrics,) = folder.glob("runs/cifar_adjoint/version_*/metrics.csv")
+    metrics = versions(folder / RUNS / "cifar_adjoint")[-1] / "metrics.csv"
     rows = [row for row in csv.DictReader(metrics.open()) if row.get("system/step_seconds")]
     rows = rows[2:]  # the first steps warm up allocator and caches
     return {

@@ -38,6 +38,9 @@ import matplotlib.pyplot as plt
 from results import figure_path, monitored_errors, timed, validation_curve
 from sweep_runs import CIFAR, WORK
 
+from resnode_lightning.cli.runs import RUNS as RUNS_FOLDER
+from resnode_lightning.cli.runs import versions
+
 BASE_WIDTH, EPOCHS, BATCHES, VAL_BATCHES, ANCHOR_EVERY, MONITOR_EVERY = 8, 3, 50, 20, 4, 10
 STAGE3 = "stages.2.stack"
 COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:gray", "tab:red"]
@@ -69,7 +72,7 @@ def train(name: str, arguments: list[str]) -> Path:
     """Run one variant in a folder of its own for these settings, unless a finished run is there (a run
     stopped midway is trained again); its run folder."""
     work = HERE / name.replace(" ", "_").replace(",", "")
-    runs = set(work.glob("runs/cifar_resnet101/version_*"))
+    runs = set(versions(work / RUNS_FOLDER / "cifar_resnet101"))
     finished = [folder for folder in runs if len(validation_curve(folder)) == EPOCHS]
     if finished:
         print(f"== {name}: finished before ({finished[0]})", flush=True)
@@ -78,7 +81,7 @@ def train(name: str, arguments: list[str]) -> Path:
     print(f"== {name}", flush=True)
     command = [sys.executable, "-m", "resnode_lightning", *COMMON, *arguments]
     subprocess.run(command, cwd=work, env={**os.environ, "WANDB_MODE": "disabled"}, check=True)
-    (folder,) = set(work.glob("runs/cifar_resnet101/version_*")) - runs
+    (folder,) = set(versions(work / RUNS_FOLDER / "cifar_resnet101")) - runs
     return folder
 
 

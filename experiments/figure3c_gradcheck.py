@@ -15,6 +15,8 @@ from pathlib import Path
 
 from results import RESULTS
 
+from resnode_lightning.cli.runs import RUNS, resolve_checkpoint
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 WORK = REPOSITORY / ".cache" / "experiments" / "figure3c"
 
@@ -27,9 +29,9 @@ def resnode(*arguments: str) -> None:
 def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     resnode("fit", "--config", "quickstart.yaml", "--trainer.enable_progress_bar", "false")
-    (checkpoint,) = sorted((WORK / "runs" / "quickstart").glob("version_*/checkpoints/best.ckpt"))[-1:]
+    checkpoint = resolve_checkpoint(WORK / RUNS / "quickstart", "weights")  # the newest run's best.ckpt
     resnode("gradcheck", "--config", "quickstart.yaml", "--ckpt_path", str(checkpoint),
-            "--depths", "2", "4", "8", "16", "32", "--output", str(RESULTS / "figure3c"))  # fmt: skip
+            "--depths", "[2, 4, 8, 16, 32]", "--output", str(RESULTS / "figure3c"))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from results import best_accuracy, figure_path, timed
 
+from resnode_lightning.cli.runs import RUNS, all_run_folders
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 WORK = REPOSITORY / ".cache" / "experiments" / "table2"
 PRETRAIN_EPOCHS, FINETUNE_EPOCHS, BATCHES, VAL_BATCHES = 3, 1, 40, 20
@@ -47,7 +49,7 @@ STEPS = {
 
 
 def newest_run(before: set[Path]) -> Path:
-    (folder,) = set((WORK / "runs").glob("*/version_*")) - before
+    (folder,) = all_run_folders(WORK / RUNS) - before
     return folder
 
 
@@ -57,7 +59,7 @@ def main() -> None:
     with timed("table2_chain") as record:
         results = {}
         for what, arguments in STEPS.items():
-            before = set((WORK / "runs").glob("*/version_*"))
+            before = all_run_folders(WORK / RUNS)
             command = [sys.executable, "-m", "resnode_lightning", *arguments, *COMMON]
             print(f"== {what}: resnode {' '.join(arguments)}", flush=True)
             subprocess.run(command, cwd=WORK, env=environment, check=True, stdout=subprocess.DEVNULL)

@@ -223,3 +223,41 @@ def test_two_runs_started_at_once_in_one_folder_write_two_run_folders(in_empty_f
     for version in runs.iterdir():
         assert {p.name for p in (version / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
         assert (version / "config.yaml").is_file() and (version / "metrics.csv").is_file()
+
+
+INT_OR_FLOAT_TRAINER_OPTIONS = [
+    "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+    "overfit_batches", "val_check_interval",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("option", INT_OR_FLOAT_TRAINER_OPTIONS)
+def test_an_int_or_float_trainer_option_given_as_a_whole_number_reaches_lightning_as_a_count(capsys, option):
+    """`1` is one batch for Lightning and `1.0` all of them: the parser must not turn one into the other."""
+    flags = printed_config(capsys, "fit", "--config", "quickstart.yaml", f"--trainer.{option}", "3")
+    assert flags["trainer"][option] == 3 and isinstance(flags["trainer"][option], int)
+    fraction = printed_config(capsys, "fit", "--config", "quickstart.yaml", f"--trainer.{option}", "1.0")
+    assert fraction["trainer"][option] == 1.0 and isinstance(fraction["trainer"][option], float)
+    Path("given.yaml").write_text(f"trainer:\n  {option}: 2\n")
+    from_yaml = printed_config(capsys, "fit", "--config", "quickstart.yaml", "--config", "given.yaml")
+    assert from_yaml["trainer"][option] == 2 and isinstance(from_yaml["trainer"][option], int)
+
+
+def test_limit_val_batches_1_validates_one_batch(capsys):
+    cli = main(["fit", "--config", "quickstart.yaml", *DEBUG, "--trainer.limit_val_batches", "1"])
+    assert cli.trainer.num_val_batches == [1]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["fit", "--trainer.max_epochz", "3"], ["validate", "--modle.lr", "1"], ["test", "--nope"],
+     ["predict", "--nope"], ["gradcheck", "--depthz", "[2]"], ["sweep", "--dry_rn", "x.yaml"], ["configs", "--x"]],
+    ids=lambda arguments: arguments[0],
+)  # fmt: skip
+def test_every_subcommand_reports_a_parse_error_in_one_line_first_with_where_to_look(capsys, arguments):
+    with pytest.raises(SystemExit) as exit:
+        run(*arguments)
+    assert exit.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[0].startswith("error: ") and len(error) <= 3 and not any("usage" in line for line in error)
+    assert f"resnode {arguments[0]} --help" in error[-1]

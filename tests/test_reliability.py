@@ -20,7 +20,7 @@ from resnode_lightning.cli import main
 from resnode_lightning.cli.runs import resolve_checkpoint
 from resnode_lightning.models import SimpleResNet
 from resnode_lightning.training import ImageClassifier
-from resnode_lightning.training.files import AtomicCheckpointIO
+from resnode_lightning.training.checkpoint_io import AtomicCheckpointIO
 from resnode_lightning.training.numerical_faults import NonFiniteTrainingError, SkipNonFiniteSteps
 
 TESTS = Path(__file__).resolve().parent

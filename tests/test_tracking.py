@@ -49,10 +49,20 @@ def logged(records) -> tuple[dict, set, dict]:
     return config, history, summary
 
 
-def test_a_run_is_named_after_its_config_and_the_flags_that_override_it():
-    arguments = ["fit", "--config", "cifar_adjoint.yaml", "--model.network.depth", "32",
-                 "--model.optimizer.lr=0.05", "--print_config"]  # fmt: skip
-    assert run_title("cifar_adjoint", arguments) == "cifar_adjoint model.network.depth=32 model.optimizer.lr=0.05"
+def test_a_run_is_named_after_its_config_and_the_values_its_flags_changed():
+    from_files = {"model.network.init_args.depth": 64, "model.optimizer.init_args.lr": 0.1, "data.batch_size": 128}
+    given = {**from_files, "model.network.init_args.depth": 32, "model.optimizer.init_args.lr": 0.05}
+    title = run_title("cifar_adjoint", given, from_files)
+    assert title == "cifar_adjoint model.network.init_args.depth=32 model.optimizer.init_args.lr=0.05"
+
+
+def test_the_cli_names_a_wandb_run_after_the_flags_however_they_are_spelt(in_empty_folder):
+    from resnode_lightning.cli import main
+
+    cli = main(["fit", "--config", "quickstart.yaml", "--config", "presets/debug.yaml",
+                "--trainer.enable_progress_bar", "false", "--model.optimizer.init_args.lr=0.05",
+                "--trainer.max_epochs", "1", "--trainer.logger+=lightning.pytorch.loggers.WandbLogger"])  # fmt: skip
+    assert cli.title == "quickstart trainer.enable_progress_bar=False model.optimizer.init_args.lr=0.05"
 
 
 @pytest.mark.slow

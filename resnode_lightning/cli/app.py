@@ -30,7 +30,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 
 from .. import __version__
 from ..training import ImageClassifier
-from ..training.files import AtomicCheckpointIO
+from ..training.checkpoint_io import AtomicCheckpointIO
 from ..training.interruption import CheckpointOnSignal
 from ..training.logs import ResumableCSVLogger
 from ..training.numerical_faults import SkipNonFiniteSteps
@@ -67,6 +67,8 @@ CHECKPOINT_DEFAULTS = {
     "enable_version_counter": False,  # last.ckpt is shared with the step checkpoint: overwrite, never last-v1.ckpt
 }  # fmt: skip
 NOT_COMPARED_ON_RESUME = ("init_from",)
+NOT_IN_TITLE = ("config", "ckpt_path", "weights_only", "seed_everything", "trainer.logger", "trainer.callbacks")
+"""Options a tracker's run title leaves out: which files, which checkpoint, the seed, the loggers and callbacks."""
 """Model options a resume does not use (the weights come from the checkpoint), so they may differ."""
 SIGNALS = SignalRecorder()
 
@@ -114,7 +116,7 @@ class ResNodeArgumentParser(LightningArgumentParser):
             super().error(message, ex)
         message = with_suggestion(message, known_options(parser))
         prog = parser.prog.replace(" [options]", "")
-        if "unrecognized arguments: --" in message and prog == "resnode sweep":
+        if "unrecognized arguments: -- " in message and prog == "resnode sweep":
             message += " (resnode sweep's own options go before FILE: resnode sweep --dry_run FILE -- WORDS)"
         help_line = "" if "--help" in message else f"\n({prog} --help lists every option.)"
         sys.stderr.write(f"error: {message}{help_line}\n")
@@ -300,6 +302,20 @@ class ResNodeCLI(LightningCLI):
             )  # fmt: skip
         return config
 
+    def given_and_from_files(self, config: Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The run's config and what its config files alone give, flattened: their differences are the
+        flags. Read back from the parser, not from argv (``--key value``, ``--key=value``, lists...)."""
+        given = {k: v for k, v in flatten(config.as_dict()).items() if not k.startswith(NOT_IN_TITLE)}
+        files = [word for path in config.get("config") or [] for word in ("--config", str(path))]
+        try:
+            parsed = self.parser.parse_args([self.subcommand, *files] if self.subcommand else files)
+        except SystemExit:  # the files alone are incomplete (the flags give a required value)
+            return given, {}
+        return given, flatten(self.active_config_of(parsed).as_dict())
+
+    def active_config_of(self, config: Namespace) -> Namespace:
+        return config[self.subcommand] if self.subcommand else config
+
     def run_name(self, config: Namespace) -> str:
         """The run's name: a logger's explicit one (a saved config run again), else the first config file's."""
         loggers = [logger for logger in always_list(config.trainer.logger) if hasattr(logger, "init_args")]
@@ -314,6 +330,7 @@ class ResNodeCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         with reported_as_input_errors(self):
             config = self.active_config()
+            self.title = run_title(self.run_name(config), *self.given_and_from_files(config))
             if config.model.get("init_from"):
                 config.model.init_from = str(resolve_checkpoint(config.model.init_from, "weights", option="init_from"))
             self.run_folder = self.make_run_folder(config)
@@ -346,7 +363,7 @@ class ResNodeCLI(LightningCLI):
         for logger in loggers:
             if logger.init_args.get("name") in NO_NAME:
                 wandb = logger.class_path.endswith("WandbLogger")
-                logger.init_args.name = run_title(name, self.arguments) if wandb else name
+                logger.init_args.name = self.title if wandb else name
         return name
 
     def point_checkpoints(self, config: Namespace, folder: Path) -> None:
@@ -543,19 +560,15 @@ def shown(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def run_title(name: str, arguments: list[str]) -> str:
-    """The run's name for trackers: the config's name and the flags that override it
-    (``cifar_adjoint model.network.depth=32``)."""
-    overrides, waiting = [], None
-    for argument in map(str, arguments):
-        if argument.startswith("--"):
-            key, _, value = argument[2:].partition("=")
-            waiting = None if value or key in ("config", "print_config") else key
-            if value and key != "config":
-                overrides.append(f"{key}={value}")
-        elif waiting is not None:
-            overrides.append(f"{waiting}={argument}")
-            waiting = None
+def run_title(name: str, given: dict[str, Any], from_files: dict[str, Any]) -> str:
+    """The run's name for trackers: the config's name and the values that differ from what its
+    config files say (``cifar_adjoint model.network.init_args.depth=32``): the flags that override them.
+
+    Args:
+        name: the run's name.
+        given, from_files: the run's config and its config files' alone, flattened (:func:`flatten`).
+    """
+    overrides = [f"{key}={value}" for key, value in given.items() if value != from_files.get(key, value)]
     return " ".join([name, *overrides])
 
 

@@ -6,10 +6,10 @@ non-editable install has them too. Each starts with a comment whose first line s
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 from .runs import saved_config
+from .suggestions import closest
 
 SHIPPED = Path(__file__).resolve().parents[1] / "configs"
 
@@ -36,8 +36,8 @@ def resolve_config(value: str) -> str:
     for name in (value, f"{value}.yaml", value.removeprefix("configs/")):
         if name in configs:
             return str(configs[name])
-    close = difflib.get_close_matches(value.removeprefix("configs/"), list(configs), n=1, cutoff=0.6)
-    hint = f"Did you mean {close[0]!r}? " if close else ""
+    close = closest(value.removeprefix("configs/"), configs)
+    hint = f"Did you mean {close!r}? " if close else ""
     raise ValueError(
         f"--config {value!r}: no such file, and no shipped config has that name. {hint}Give the path of a "
         "config file, or the name of a shipped one (`resnode configs` lists them)."

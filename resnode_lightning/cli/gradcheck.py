@@ -31,8 +31,8 @@ from jsonargparse.typing import PositiveInt
 from torch import Tensor
 
 from ..diagnostics.depth_sweep import SCHEMES, measure
+from ..files import atomic_write_text
 from ..models import load_weights
-from ..training.files import atomic_write_text
 from ..training.weights import read_network_weights
 from .runs import RUNS, new_run_folder, resolve_checkpoint, run_of_config
 

@@ -44,4 +44,4 @@ def with_suggestion(message: str, known: Iterable[str]) -> str:
     suggestion = closest_key(unknown, known)
     if suggestion is None or suggestion == unknown:
         return message
-    return f"{message}\nDid you mean '{suggestion}'? (`resnode fit --help` lists every key.)"
+    return f"{message}\nDid you mean '{suggestion}'?"

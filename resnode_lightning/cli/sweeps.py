@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 from jsonargparse.typing import PositiveInt
 
-from ..training.files import atomic_write_text
+from ..files import atomic_write_text
 from .config_files import resolve_config, shipped_configs
 from .runs import RUNS, all_run_folders, checkpoint_in
 from .suggestions import closest_key

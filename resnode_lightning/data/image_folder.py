@@ -19,6 +19,7 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm.auto import tqdm
 
+from ..files import atomic_write
 from .in_memory import Split
 
 CACHE_DIR_VARIABLE = "RESNODE_CACHE_DIR"
@@ -273,13 +274,6 @@ def _store(decoded: DecodedFolder, key: str, folder: Path, chosen: Path) -> None
 
 
 def _save_atomically(content: dict, path: Path) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)  # a unique name even for processes of several machines sharing the folder
-    try:
-        os.chmod(temporary, 0o644)  # readable by whoever shares a cache_dir (mkstemp makes it private)
-        torch.save(content, temporary)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    """:func:`~resnode_lightning.files.atomic_write` of ``torch.save(content)``, readable by whoever
+    shares a cache_dir: readers never see half a file."""
+    atomic_write(path, lambda file: torch.save(content, file), mode=0o644)
