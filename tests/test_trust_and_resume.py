@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from resnode_lightning.cli import main
+from resnode_lightning.cli.runs import resolve_checkpoint, run_folder_of
 
 TESTS = Path(__file__).resolve().parent
 REPOSITORY = TESTS.parent
@@ -81,6 +82,31 @@ def test_a_checkpoint_url_is_refused(in_empty_folder, capsys):
 def test_weights_only_false_is_refused_for_a_checkpoint_the_user_did_not_name(trained, capsys):
     status, error = exit_status_and_error(capsys, "validate", *QUICK, "--ckpt_path", "last", "--weights_only", "false")
     assert status == 2 and "accepted only for a file named by its path" in error
+
+
+class Note:
+    """An object a checkpoint may carry besides tensors (a pickle: loadable only in full)."""
+
+
+def test_weights_only_false_loads_in_full_a_file_the_user_names(trained, capsys):
+    checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["note"] = Note()
+    torch.save(checkpoint, "with_object.ckpt")
+    status, error = exit_status_and_error(capsys, "validate", *QUICK, "--ckpt_path", "with_object.ckpt")
+    assert status == 2 and "holds objects other than tensors" in error
+    cli = main(["validate", *QUICK, "--ckpt_path", "with_object.ckpt", "--weights_only", "false"])
+    assert cli.trainer.ckpt_path == "with_object.ckpt"
+
+
+def test_resuming_a_slurm_requeued_run_takes_its_newer_hpc_checkpoint(tmp_path):
+    run = tmp_path / "runs" / "x" / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (run / "hpc_ckpt_3.ckpt").write_bytes(b"")
+    os.utime(run / "checkpoints" / "last.ckpt", (1e9, 1e9))
+    assert resolve_checkpoint("last", "resume", run.parent) == run / "hpc_ckpt_3.ckpt"
+    assert run_folder_of(run / "hpc_ckpt_3.ckpt") == run  # the resumed run continues in its folder
+    assert resolve_checkpoint(run, "weights") == run / "checkpoints" / "last.ckpt"  # weights: never hpc
 
 
 # -- one resolver, one-line errors ----------------------------------------------------------------

@@ -32,7 +32,7 @@ from .. import __version__
 from ..training import ImageClassifier
 from ..training.checkpoint_io import AtomicCheckpointIO
 from ..training.interruption import CheckpointOnSignal
-from ..training.logs import ResumableCSVLogger
+from ..training.logs import QuietWandbLogger, ResumableCSVLogger
 from ..training.numerical_faults import SkipNonFiniteSteps
 from ..training.random_states import RandomStates
 from ..training.weights import network_state_dict, read_checkpoint
@@ -60,6 +60,8 @@ DESCRIPTION = (
     "`resnode configs` lists the shipped configs; `resnode fit --config NAME.yaml` trains one."
 )
 LIGHTNING_CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
+SAME_LOGGERS = {LIGHTNING_CSV_LOGGER: ResumableCSVLogger, "lightning.pytorch.loggers.WandbLogger": QuietWandbLogger}
+"""Lightning's loggers a config names, and ours that run in their place (subclasses: the same options)."""
 DEFAULT_LOGGER = {"class_path": LIGHTNING_CSV_LOGGER, "init_args": {"save_dir": RUNS}}
 NO_NAME = (None, "", "lightning_logs")  # a logger's name left to its default
 CHECKPOINT_DEFAULTS = {
@@ -254,7 +256,8 @@ class ResNodeCLI(LightningCLI):
                     f"--weights_only false loads code a checkpoint carries; it is accepted only for a file named "
                     f"by its path, not for {value!r} (which found {str(path)!r}). Give that path if you trust it."
                 )
-            checkpoint = read_checkpoint(path)
+            trusted_by_name = config.get("weights_only") is False  # only for a named file (checked above)
+            checkpoint = read_checkpoint(path, weights_only=not trusted_by_name)
             if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
                 raise ValueError(
                     f"--ckpt_path {str(path)!r} holds weights but no training state (not a Lightning checkpoint): "
@@ -544,8 +547,8 @@ def point_loggers(loggers: list, root: Path, folder: Path) -> None:
                 init_args.offline = offline
         elif {"save_dir", "version"} <= set(init_args.keys()):  # CSV, TensorBoard
             init_args.save_dir, init_args.version = str(root), folder.name
-        if logger.class_path == LIGHTNING_CSV_LOGGER:  # the same logger, keeping metrics.csv over a resume
-            logger.class_path = f"{ResumableCSVLogger.__module__}.{ResumableCSVLogger.__name__}"
+        if (ours := SAME_LOGGERS.get(logger.class_path)) is not None:  # the same logger, without its flaw
+            logger.class_path = f"{ours.__module__}.{ours.__name__}"
 
 
 def always_list(value) -> list:

@@ -15,6 +15,8 @@ RUNS = "runs"
 CHECKPOINTS = "checkpoints"
 BEST, LAST = "best.ckpt", "last.ckpt"
 CONFIG = "config.yaml"
+SLURM_CHECKPOINTS = "hpc_ckpt_*.ckpt"
+"""What Lightning's SLURM auto-requeue saves into the run folder before the job is requeued."""
 RUN_FOLDER_VARIABLE = "RESNODE_RUN_FOLDER"
 """Set by a run for the processes it launches (DDP ranks), so that all of them name the same folder."""
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID")
@@ -44,9 +46,10 @@ def all_run_folders(root: str | Path = RUNS) -> set[Path]:
 def run_folder_of(checkpoint: str | Path) -> Path | None:
     """The run folder a checkpoint file lies in (``.../<name>/version_<k>/checkpoints/x.ckpt``), or None."""
     path = Path(checkpoint)
-    folder = path.parent.parent
-    if path.parent.name == CHECKPOINTS and VERSION.fullmatch(folder.name):
-        return folder
+    if path.parent.name == CHECKPOINTS and VERSION.fullmatch(path.parent.parent.name):
+        return path.parent.parent
+    if path.match(SLURM_CHECKPOINTS) and VERSION.fullmatch(path.parent.name):
+        return path.parent
     return None
 
 
@@ -92,9 +95,13 @@ def continue_run_folder(folder: Path) -> Path:
 
 
 def checkpoint_in(folder: Path, purpose: Purpose) -> Path | None:
-    """The checkpoint of one run folder for ``purpose``, or None."""
-    names = (LAST,) if purpose == "resume" else (BEST, LAST)
-    return next((path for name in names if (path := folder / CHECKPOINTS / name).is_file()), None)
+    """The checkpoint of one run folder for ``purpose``, or None. To resume: ``last.ckpt``, or the
+    ``hpc_ckpt_<n>.ckpt`` that Lightning's SLURM auto-requeue saved into the run folder when that
+    one is newer (the only place where file times decide: both are the same run's)."""
+    if purpose == "resume":
+        candidates = [p for p in (folder / CHECKPOINTS / LAST, *folder.glob(SLURM_CHECKPOINTS)) if p.is_file()]
+        return max(candidates, key=lambda path: path.stat().st_mtime_ns, default=None)
+    return next((path for name in (BEST, LAST) if (path := folder / CHECKPOINTS / name).is_file()), None)
 
 
 def resolve_checkpoint(

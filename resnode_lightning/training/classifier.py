@@ -185,7 +185,7 @@ class ImageClassifier(LightningModule):
             raise FileNotFoundError(
                 f"model.init_from: {str(path)!r} does not exist. Name a checkpoint file (a Lightning .ckpt "
                 "or a torch.save'd state dict); on the resnode command line it may also be a run folder "
-                "(runs/<name>) or 'last'."
+                "(runs/<name>/version_<k>) or the folder of a config's runs (runs/<name>)."
             )
         try:
             weights = read_network_weights(path)  # its errors name the file

@@ -36,5 +36,5 @@ class CheckpointOnSignal(Callback):
             self.save(trainer)
 
     def save(self, trainer: Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # everything a resume needs
         self.saved_at_step = trainer.global_step

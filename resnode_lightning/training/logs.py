@@ -1,11 +1,12 @@
-"""Metrics files that survive a resumed run."""
+"""The loggers a run writes with: Lightning's, with a metrics file that survives a resumed run and
+W&B without a deprecated setting it does not use."""
 
 from __future__ import annotations
 
 import csv
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 
@@ -32,3 +33,14 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = AppendingExperimentWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class QuietWandbLogger(WandbLogger):
+    """Lightning's :class:`~lightning.pytorch.loggers.WandbLogger`, which no longer passes
+    ``anonymous=None`` to ``wandb.init`` when the setting is not given: wandb warns on every run
+    that "the anonymous setting has no effect" for any value, None included."""
+
+    def __init__(self, *args, anonymous: bool | None = None, **kwargs) -> None:
+        super().__init__(*args, anonymous=anonymous, **kwargs)
+        if anonymous is None:
+            self._wandb_init.pop("anonymous", None)

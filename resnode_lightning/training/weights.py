@@ -17,8 +17,9 @@ NETWORK_PREFIX = "network."
 """Where :class:`~.classifier.ImageClassifier` keeps the network in its state dict (``self.network``)."""
 
 
-def read_checkpoint(path: str | os.PathLike) -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain containers, never code.
+def read_checkpoint(path: str | os.PathLike, weights_only: bool = True) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain containers, never code
+    (``weights_only=False`` unpickles anything, for a file its user trusts by name).
 
     A file in ``torch.save``'s zip format (every file torch >= 1.6 writes) is memory-mapped, so a
     large checkpoint's optimizer state is not read into memory unless used; an older file is read
@@ -34,7 +35,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{os.fspath(path)!r} does not exist: check the path of the checkpoint file.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as error:
         # "Unsupported global: GLOBAL torch.optim.sgd.SGD", or "unsupported GLOBAL posix.system whose
         # module posix is blocked" for a pickle that would run code
