@@ -33,6 +33,7 @@ def fit(folder: Path, *overrides: str, processes: int = 2, batch: int = BATCH) -
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
+    assert (done.stdout + done.stderr).count("\nDone. Checkpoints:") == 1  # rank 0 alone closes the run
     return {rank: torch.load(weights / f"rank{rank}.pt", weights_only=True) for rank in range(processes)}
 
 
