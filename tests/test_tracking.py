@@ -60,9 +60,9 @@ def test_the_cli_names_a_wandb_run_after_the_flags_however_they_are_spelt(in_emp
     from resnode_lightning.cli import main
 
     cli = main(["fit", "--config", "quickstart.yaml", "--config", "presets/debug.yaml",
-                "--trainer.enable_progress_bar", "false", "--model.optimizer.init_args.lr=0.05",
+                "--trainer.enable_progress_bar", "false", "--model.optimizer.init_args.lr=0.0123",
                 "--trainer.max_epochs", "1", "--trainer.logger+=lightning.pytorch.loggers.WandbLogger"])  # fmt: skip
-    assert cli.title == "quickstart trainer.enable_progress_bar=False model.optimizer.init_args.lr=0.05"
+    assert cli.title == "quickstart trainer.enable_progress_bar=False model.optimizer.init_args.lr=0.0123"
 
 
 @pytest.mark.slow

@@ -174,7 +174,9 @@ def test_a_flag_that_changes_a_resumed_runs_model_is_refused_naming_it(trained, 
         "--model.optimizer.init_args.lr", "0.5",
     )  # fmt: skip
     assert status == 2
-    assert "model.optimizer.init_args.lr: 0.5 here, 0.1 in the checkpoint" in error and "--model.init_from" in error
+    saved = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    lr = saved["optimizer"]["init_args"]["lr"]
+    assert f"model.optimizer.init_args.lr: 0.5 here, {lr!r} in the checkpoint" in error and "--model.init_from" in error
 
 
 def test_a_resume_with_nothing_left_to_train_says_so(trained, capsys):
