@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import os
 import sys
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace
+from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -37,8 +36,10 @@ from ..training.numerical_faults import SkipNonFiniteSteps
 from ..training.random_states import RandomStates
 from ..training.weights import network_state_dict, read_checkpoint
 from . import gradcheck as gradcheck_command
-from .config_files import describe_shipped_configs, resolve_config
+from .config_files import describe_shipped_configs
+from .parsing import ResNodeArgumentParser, ResNodeTrainer, ShippedConfigFile, add_signature, summary
 from .quiet import quiet_known_messages
+from .resume import check_network_fits, check_room_to_train, check_same_model, flatten
 from .runs import (
     CONFIG,
     RUNS,
@@ -50,7 +51,6 @@ from .runs import (
     run_folder_of,
 )
 from .signals import SignalRecorder
-from .suggestions import with_suggestion
 from .sweeps import sweep as sweep_command
 from .tracking import SaveConfigEverywhere, finish_wandb_runs, offline_by_default
 from .trust import check_hyperparameters, check_local, code_references
@@ -68,98 +68,9 @@ CHECKPOINT_DEFAULTS = {
     "monitor": "val/acc1", "mode": "max", "filename": "best", "save_last": True,
     "enable_version_counter": False,  # last.ckpt is shared with the step checkpoint: overwrite, never last-v1.ckpt
 }  # fmt: skip
-NOT_COMPARED_ON_RESUME = ("init_from",)
 NOT_IN_TITLE = ("config", "ckpt_path", "weights_only", "seed_everything", "trainer.logger", "trainer.callbacks")
 """Options a tracker's run title leaves out: which files, which checkpoint, the seed, the loggers and callbacks."""
-"""Model options a resume does not use (the weights come from the checkpoint), so they may differ."""
 SIGNALS = SignalRecorder()
-
-
-def int_before_float(annotation: Any) -> Any:
-    """``Union[float, int, None]`` as ``Union[int, float, None]``: jsonargparse takes the first type
-    that parses, and Lightning reads ``1.0`` as 100 % of the batches where ``1`` means one batch."""
-    arguments = typing.get_args(annotation)
-    if typing.get_origin(annotation) is typing.Union and int in arguments and float in arguments:
-        return typing.Union[tuple([int, *(a for a in arguments if a is not int)])]  # noqa: UP007
-    return annotation
-
-
-def with_int_before_float(cls: type) -> type:
-    """A subclass of ``cls`` whose ``__init__`` signature lists ``int`` before ``float`` in every
-    int-or-float option (:func:`int_before_float`); the class is otherwise ``cls`` itself."""
-    signature = inspect.signature(cls.__init__)
-    parameters = [p.replace(annotation=int_before_float(p.annotation)) for p in signature.parameters.values()]
-
-    def __init__(self, *args, **kwargs):  # noqa: N807
-        cls.__init__(self, *args, **kwargs)
-
-    __init__.__signature__ = signature.replace(parameters=parameters)
-    __init__.__annotations__ = {p.name: p.annotation for p in parameters if p.annotation is not p.empty}
-    __init__.__doc__ = cls.__init__.__doc__
-    return type(cls.__name__, (cls,), {"__init__": __init__, "__doc__": cls.__doc__, "__module__": cls.__module__})
-
-
-ResNodeTrainer = with_int_before_float(Trainer)
-"""Lightning's Trainer, parsed with ``limit_val_batches: 1`` meaning one batch, as Lightning documents."""
-
-
-class ResNodeArgumentParser(LightningArgumentParser):
-    """The CLI's parser: an error is one line (with the closest known key when one is misspelt),
-    not the usage; ``resnode <subcommand> --help`` shows every option."""
-
-    def add_subcommands(self, *args, **kwargs):
-        """As jsonargparse's; keeps the action, so that our subcommands join Lightning's."""
-        self.subcommands_action = super().add_subcommands(*args, **kwargs)
-        return self.subcommands_action
-
-    def error(self, message: str, ex: Exception | None = None) -> typing.NoReturn:
-        parser = getattr(ex, "subcommand_parser", None) or self
-        if not self.exit_on_error:
-            super().error(message, ex)
-        message = with_suggestion(message, known_options(parser))
-        prog = parser.prog.replace(" [options]", "")
-        if "unrecognized arguments: -- " in message and prog == "resnode sweep":
-            message += " (resnode sweep's own options go before FILE: resnode sweep --dry_run FILE -- WORDS)"
-        help_line = "" if "--help" in message else f"\n({prog} --help lists every option.)"
-        sys.stderr.write(f"error: {message}{help_line}\n")
-        raise SystemExit(2)
-
-
-def known_options(parser: ArgumentParser) -> list[str]:
-    """The option names ``parser --help`` lists (``model.optimizer``, ``trainer.max_epochs`` ...)."""
-    import re
-
-    return sorted(set(re.findall(r"--([A-Za-z_][\w.]*)", parser.format_help())))
-
-
-class ShippedConfigFile(ActionConfigFile):
-    """``--config``: a path, or the name of a config that ships with the package (a path wins)."""
-
-    def __call__(self, parser, cfg, values, option_string=None):
-        try:
-            path = resolve_config(values)
-        except ValueError as error:
-            parser.error(str(error))
-        super().__call__(parser, cfg, path, option_string)
-
-
-def summary(documented: object) -> str:
-    """The first paragraph of a docstring (a command's description in its --help)."""
-    return inspect.getdoc(documented).split("\n\n")[0].replace("\n", " ")
-
-
-def boolean_flags(function: Callable) -> list[str]:
-    return [name for name, p in inspect.signature(function).parameters.items() if p.annotation in (bool, "bool")]
-
-
-def add_signature(parser: ArgumentParser, function: Callable, skip: set[str] = frozenset()) -> None:
-    """``function``'s typed signature as options of ``parser`` (its docstring's ``Args:`` as the
-    help); a ``bool`` is a flag (``--dry_run``, ``--no_dry_run``)."""
-    flags = set(boolean_flags(function)) - skip
-    parser.add_function_arguments(function, as_positional=True, skip=skip | flags, fail_untyped=True)
-    for name in flags:
-        default = inspect.signature(function).parameters[name].default
-        parser.add_argument(f"--{name}", action=ActionYesNo, default=default is True, help=f"(default {default})")
 
 
 class ResNodeCLI(LightningCLI):
@@ -226,7 +137,7 @@ class ResNodeCLI(LightningCLI):
     # -- the checkpoint (replaces LightningCLI's merge of its hyper-parameters) ------------------
     def _parse_ckpt_path(self) -> None:
         """``--ckpt_path``, read as data: resolved (a file, a run folder, ``last``), read weights-only,
-        its hyper-parameters checked against the trust boundary and against the config (:meth:`resume_config`)."""
+        its hyper-parameters checked against the trust boundary and against the config (:mod:`.resume`)."""
         subcommand = self.config.get("subcommand")
         if subcommand not in self.subcommands():
             return
@@ -267,7 +178,7 @@ class ResNodeCLI(LightningCLI):
             hyperparameters.pop("_instantiator", None)
             named_by_user = [code for _, code in code_references(config.model.as_dict())]
             check_hyperparameters(hyperparameters, str(path), named_by_user)
-            self.config[subcommand] = config = self.resume_config(subcommand, config, hyperparameters, path)
+            check_same_model(subcommand, config.model.as_dict(), hyperparameters, path)
             config.ckpt_path = str(path)
             if config.get("weights_only") is None:
                 config.weights_only = True  # every checkpoint of ours loads weights-only
@@ -276,34 +187,6 @@ class ResNodeCLI(LightningCLI):
             self.checkpoint_network = network_state_dict(checkpoint)
             if subcommand == "fit":
                 self.resumed_run = run_folder_of(path)
-
-    def resume_config(
-        self, subcommand: str, config: Namespace, hyperparameters: dict[str, Any], path: Path
-    ) -> Namespace:
-        """The config a run with ``--ckpt_path`` runs with: the config files' and the flags', as
-        always (LightningCLI would replace the model's options by the checkpoint's hyper-parameters
-        without a word, and import the classes they name). Every model option the checkpoint also
-        holds must be equal; one that differs is refused, naming it, never dropped.
-
-        Raises:
-            ValueError: the differing keys with both values, and what to do instead.
-        """
-        given = flatten(config.model.as_dict())
-        saved = flatten(hyperparameters)
-        differing = [
-            key for key, value in saved.items()
-            if key in given and given[key] != value and key.split(".")[0] not in NOT_COMPARED_ON_RESUME
-        ]  # fmt: skip
-        if differing:
-            listed = "; ".join(f"model.{k}: {given[k]!r} here, {saved[k]!r} in the checkpoint" for k in differing)
-            action = "continues a run" if subcommand == "fit" else "was trained"
-            raise ValueError(
-                f"--ckpt_path {str(path)!r} {action} with another model than this config's: {listed}. Give the "
-                f"config it was trained with (its run folder's {CONFIG})"
-                + (f"; to train with these values, start a new run from its weights: --model.init_from {path} "
-                   "(without --ckpt_path)." if subcommand == "fit" else ".")
-            )  # fmt: skip
-        return config
 
     def given_and_from_files(self, config: Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
         """The run's config and what its config files alone give, flattened: their differences are the
@@ -399,22 +282,11 @@ class ResNodeCLI(LightningCLI):
 
     def check_checkpoint_fits(self) -> None:
         """The ``--ckpt_path`` network's tensors have the names and shapes of this model's."""
-        if getattr(self, "checkpoint_network", None) is None:
-            return
-        expected = {key: tuple(t.shape) for key, t in self.model.network.state_dict().items()}
-        found = {key: tuple(t.shape) for key, t in self.checkpoint_network.items()}
-        missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
-        reshaped = [key for key in expected.keys() & found.keys() if expected[key] != found[key]]
-        if missing or extra or reshaped:
-            detail = (
-                f"{len(missing)} tensors missing (e.g. {missing[:2]})" if missing else
-                f"{len(extra)} tensors left over (e.g. {extra[:2]})" if extra else
-                f"{reshaped[0]} has shape {found[reshaped[0]]} there, {expected[reshaped[0]]} here"
-            )  # fmt: skip
-            raise ValueError(
-                f"--ckpt_path {self.active_config().ckpt_path!r} holds another network than this config "
-                f"builds ({detail}). Give the config the checkpoint was trained with (its run folder's "
-                f"{CONFIG}); to load weights into a network of another depth or tying, use --model.init_from."
+        if getattr(self, "checkpoint_network", None) is not None:
+            check_network_fits(
+                {key: tuple(t.shape) for key, t in self.model.network.state_dict().items()},
+                {key: tuple(t.shape) for key, t in self.checkpoint_network.items()},
+                self.active_config().ckpt_path,
             )
 
     def check_before_fit(self) -> None:
@@ -470,26 +342,6 @@ class ResNodeCLI(LightningCLI):
             f"\nDone. Checkpoints: {', '.join(checkpoints)}; config: {run_folder / CONFIG}; logs: {run_folder}",
             flush=True,
         )
-
-
-def check_room_to_train(trainer: Namespace, checkpoint: dict[str, Any], path: Path) -> None:
-    """Refuse to resume a run that already reached the trainer's ``max_epochs`` (Lightning stops
-    with a traceback deep in its loops)."""
-    epoch = int(checkpoint.get("epoch", 0))
-    max_epochs = trainer.get("max_epochs")
-    if max_epochs is not None and max_epochs != -1 and epoch > max_epochs:
-        raise ValueError(
-            f"--ckpt_path {str(path)!r} was saved in epoch {epoch} (counted from 0), past trainer.max_epochs="
-            f"{max_epochs}: there is nothing left to train. Give --trainer.max_epochs {epoch + 1} or more to train on."
-        )
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested mapping as {dotted key: leaf} (lists and tuples are leaves, as lists)."""
-    if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}{key}.").items()}
-    key = prefix.rstrip(".")
-    return {key: list(value) if isinstance(value, tuple) else value}
 
 
 def describe_configs() -> int:
