@@ -139,28 +139,6 @@ def test_the_saved_config_reruns_the_same_run_and_checkpoints_validate_and_test(
     assert "test/acc1" in out
 
 
-def test_the_quickstart_workflow_pretrains_tied_then_fine_tunes_untied_and_deeper_with_the_adjoint(
-    capsys, in_empty_folder
-):
-    run("fit", "--config", "quickstart.yaml", *DEBUG, "--trainer.limit_train_batches", "20")
-    run("fit", "--config", "quickstart_finetune.yaml", *DEBUG)
-    out = capsys.readouterr().out
-    assert "runs/quickstart_finetune/version_0/checkpoints/best.ckpt" in out
-    tuned = torch.load(in_empty_folder / "runs/quickstart_finetune/version_0/checkpoints/last.ckpt", weights_only=True)[
-        "state_dict"
-    ]
-    pretrained = torch.load(in_empty_folder / "runs/quickstart/version_0/checkpoints/best.ckpt", weights_only=True)[
-        "state_dict"
-    ]
-    # frozen stem and stage 1 are the pretrained ones; stage 3 has 15 untied blocks, trained
-    assert torch.equal(tuned["network.stem.conv.weight"], pretrained["network.stem.conv.weight"])
-    assert torch.equal(tuned["network.stages.0.stack.blocks.1.conv1.weight"],
-                       pretrained["network.stages.0.stack.blocks.0.conv1.weight"])  # fmt: skip
-    assert "network.stages.2.stack.blocks.14.conv1.weight" in tuned
-    assert not torch.equal(tuned["network.stages.2.stack.blocks.0.conv1.weight"],
-                           pretrained["network.stages.2.stack.blocks.0.conv1.weight"])  # fmt: skip
-
-
 def finished_run(folder: Path) -> dict:
     """The last logged validation metrics of a run folder, after checking what the run wrote."""
     assert {p.name for p in (folder / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from resnode_lightning.cli import main
 
@@ -31,6 +32,18 @@ def test_the_transfer_keeps_the_pretrained_accuracy_and_the_adjoint_fine_tune_li
     fine_tune = main(["fit", "--config", "quickstart_finetune.yaml", *QUIET])
     tuned = fine_tune.trainer.checkpoint_callback.best_model_score.item()
     assert tuned > transferred + LIFT
+
+    # what moved: stage 3's 15 untied blocks; the frozen stem and the untied copies of stage 1 are the pretrained
+    runs = in_empty_folder / "runs"
+    pretrained_weights = torch.load(runs / "quickstart/version_0/checkpoints/best.ckpt", weights_only=True)
+    tuned_weights = torch.load(runs / "quickstart_finetune/version_1/checkpoints/last.ckpt", weights_only=True)
+    pretrained_weights, tuned_weights = pretrained_weights["state_dict"], tuned_weights["state_dict"]
+    assert torch.equal(tuned_weights["network.stem.conv.weight"], pretrained_weights["network.stem.conv.weight"])
+    assert torch.equal(tuned_weights["network.stages.0.stack.blocks.1.conv1.weight"],
+                       pretrained_weights["network.stages.0.stack.blocks.0.conv1.weight"])  # fmt: skip
+    assert "network.stages.2.stack.blocks.14.conv1.weight" in tuned_weights
+    assert not torch.equal(tuned_weights["network.stages.2.stack.blocks.0.conv1.weight"],
+                           pretrained_weights["network.stages.2.stack.blocks.0.conv1.weight"])  # fmt: skip
 
     # make quickstart's closing line reports the three numbers
     summary = subprocess.run([sys.executable, SUMMARY], capture_output=True, text=True, check=True).stdout

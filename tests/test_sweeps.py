@@ -419,3 +419,20 @@ def test_a_sweep_stopped_by_sigterm_stops_its_run_with_a_checkpoint_which_the_re
     for line, entry in entries.items():  # each run folder is the one of its command line
         saved = yaml.safe_load((in_empty_folder / entry["run_folder"] / "config.yaml").read_text())
         assert line.endswith(f"--model.optimizer.lr={saved['model']['optimizer']['init_args']['lr']}")
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"model.network": {"values": ["somemodule.Net"]}},
+     {"model.network.class_path": {"value": "evil.module.thing"}},
+     {"trainer.callbacks+": {"values": ["resnode_lightning.training.StepCost", "other.Callback"]}}],
+    ids=["a network", "a class_path", "a callback"],
+)  # fmt: skip
+def test_a_sweep_file_naming_code_outside_the_trusted_packages_is_refused_before_anything_is_imported(
+    tmp_path, parameters, capsys
+):
+    sweep = {"method": "grid", "parameters": parameters,
+             "command": ["resnode", "fit", "--config", "quickstart.yaml", "${args}"]}  # fmt: skip
+    with pytest.raises(SweepFileError, match="names code outside resnode_lightning"):
+        check_sweep(sweep)
+    check_sweep({**sweep, "parameters": {"model.network": {"values": ["resnode_lightning.models.SimpleResNet"]}}})

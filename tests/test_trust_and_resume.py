@@ -17,6 +17,7 @@ import yaml
 
 from resnode_lightning.cli import main
 from resnode_lightning.cli.runs import resolve_checkpoint, run_folder_of
+from resnode_lightning.cli.signals import SignalRecorder
 
 TESTS = Path(__file__).resolve().parent
 REPOSITORY = TESTS.parent
@@ -198,8 +199,26 @@ def resnode_process(folder: Path, *arguments: str) -> subprocess.Popen:
                             text=True)  # fmt: skip
 
 
+def test_sigusr1_outside_slurm_stops_a_run_as_sigterm_does_and_is_the_exit_status(monkeypatch):
+    """Outside a SLURM job (where Lightning's requeue answers it), SIGUSR1 becomes a SIGTERM for the
+    trainer, and the exit status names the signal that came: 128 + 10."""
+    for variable in ("SLURM_NTASKS", "SLURM_JOB_NAME", "SLURM_JOB_ID"):
+        monkeypatch.delenv(variable, raising=False)
+    recorder = SignalRecorder()
+    recorder.install()
+    try:
+        recorder.trainer_running = True
+        received = []
+        signal.signal(signal.SIGTERM, lambda number, frame: received.append(number))  # Lightning's, composed
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert received == [signal.SIGTERM]
+        assert recorder.received == signal.SIGUSR1 and recorder.exit_status == 128 + signal.SIGUSR1
+    finally:
+        recorder.uninstall()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM], ids=["SIGTERM"])
 def test_a_signal_leaves_a_resumable_checkpoint_and_a_non_zero_exit(tmp_path, signal_number):
     long_run = ["fit", "--config", "quickstart.yaml", "--trainer.max_epochs", "1000",
                 "--trainer.enable_progress_bar", "false", "--checkpoint.every_n_train_steps", "0"]  # fmt: skip

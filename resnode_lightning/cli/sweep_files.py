@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .suggestions import did_you_mean
+from .trust import TRUSTED_PACKAGES, is_trusted
 
 TOP_LEVEL_KEYS = (
     "program", "method", "metric", "parameters", "command", "name", "description", "project", "entity",
@@ -45,6 +46,8 @@ ENVIRONMENT_VARIABLE = re.compile(r"\$\{envvar:([A-Z0-9_]*)\}")
 LAUNCHERS = (["resnode"], ["python", "-m", "resnode_lightning"], ["python3", "-m", "resnode_lightning"])
 """How a command may start resnode (after ``${env}``); the runs start this interpreter's resnode."""
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+CLASS_PATH = re.compile(r"(?:[A-Za-z_]\w*\.)+[A-Z]\w*")
+"""A dotted import path of a class (its last part capitalised, as classes are named)."""
 
 
 class SweepFileError(ValueError):
@@ -93,6 +96,7 @@ def check_sweep(sweep: dict[str, Any], where: str = "the sweep file") -> None:
     for name, spec in parameters.items():
         check_parameter(spec, f"{where}, parameter {name!r}")
     check_command(sweep, where)
+    check_no_foreign_code(sweep, where)
     run_cap = sweep.get("run_cap")
     if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
         raise SweepFileError(f"{where}: `run_cap: {run_cap}` must be a positive number of runs.")
@@ -122,6 +126,29 @@ def check_parameter(spec: Any, where: str) -> None:
         raise SweepFileError(f"{where}: give `values` (a list) or `value` (one value), one of the two.")
     if "values" in spec and (not isinstance(spec["values"], list) or not spec["values"]):
         raise SweepFileError(f"{where}: `values` must be a non-empty list, e.g. [0.05, 0.1].")
+
+
+def check_no_foreign_code(sweep: dict[str, Any], where: str) -> None:
+    """A sweep file's words and values name no class outside the trusted packages (:mod:`.trust`):
+    jsonargparse would import its module when the run, or the check of its command line, parses it.
+    A class is recognised as a dotted path whose last part is capitalised (``somemodule.Net``), or
+    any value of a ``class_path``; the words after ``--`` are the user's own and not checked here.
+
+    Raises:
+        SweepFileError: naming the value and where it is.
+    """
+    named = [(f"parameter {name!r}", value, name) for name, spec in sweep["parameters"].items()
+             for value in spec.get("values", [spec.get("value")])]  # fmt: skip
+    named += [("the command", word, "") for word in sweep.get("command", DEFAULT_COMMAND)]
+    for place, value, key in named:
+        for word in str(value).replace("=", " ").split():
+            is_class = CLASS_PATH.fullmatch(word) or (key.endswith("class_path") and "." in word)
+            if is_class and not is_trusted(word):
+                raise SweepFileError(
+                    f"{where}, {place}: {word!r} names code outside {', '.join(TRUSTED_PACKAGES)}; a sweep file "
+                    "is data and never imports code. Name the class in a --config file of yours and give that "
+                    "file after -- (resnode sweep FILE -- --config mine.yaml)."
+                )
 
 
 def check_command(sweep: dict[str, Any], where: str) -> None:
