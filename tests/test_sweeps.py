@@ -425,14 +425,18 @@ def test_a_sweep_stopped_by_sigterm_stops_its_run_with_a_checkpoint_which_the_re
     "parameters",
     [{"model.network": {"values": ["somemodule.Net"]}},
      {"model.network.class_path": {"value": "evil.module.thing"}},
-     {"trainer.callbacks+": {"values": ["resnode_lightning.training.StepCost", "other.Callback"]}}],
-    ids=["a network", "a class_path", "a callback"],
+     {"trainer.callbacks+": {"values": ["resnode_lightning.training.StepCost", "other.Callback"]}},
+     {"model.network": {"value": {"class_path": "evil.Net"}}},
+     {"model.network": {"value": "{class_path: evil.Net}"}},
+     {"model.optimizer": {"value": "os.system"}},
+     {"weights_only": {"value": False}}],
+    ids=["a network", "a class_path", "a callback", "nested", "in a string", "a function", "weights_only"],
 )  # fmt: skip
 def test_a_sweep_file_naming_code_outside_the_trusted_packages_is_refused_before_anything_is_imported(
     tmp_path, parameters, capsys
 ):
     sweep = {"method": "grid", "parameters": parameters,
              "command": ["resnode", "fit", "--config", "quickstart.yaml", "${args}"]}  # fmt: skip
-    with pytest.raises(SweepFileError, match="names code outside resnode_lightning"):
+    with pytest.raises(SweepFileError, match="names code outside resnode_lightning|may not set weights_only"):
         check_sweep(sweep)
     check_sweep({**sweep, "parameters": {"model.network": {"values": ["resnode_lightning.models.SimpleResNet"]}}})

@@ -169,6 +169,14 @@ def test_a_resume_continues_in_its_run_folder_and_keeps_the_best_of_the_whole_ru
     assert saved["trainer"]["max_epochs"] == 2 and saved["ckpt_path"] is None  # what ran; runs again as a new run
 
 
+def test_a_resume_logs_into_its_run_folder_whatever_the_first_config_is_called(trained):
+    reordered = ["--config", "presets/debug.yaml", "--config", "quickstart.yaml", "--config", "presets/debug.yaml"]
+    cli = main(["fit", *reordered, "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "2",
+                "--ckpt_path", str(trained)])  # fmt: skip
+    assert Path(cli.trainer.log_dir).resolve() == trained.resolve()
+    assert not Path("runs/debug").exists()
+
+
 def test_a_flag_that_changes_a_resumed_runs_model_is_refused_naming_it(trained, capsys):
     status, error = exit_status_and_error(
         capsys, "fit", *QUICK, "--trainer.max_epochs", "2", "--ckpt_path", "last",

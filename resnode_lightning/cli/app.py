@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import os
 import sys
 import typing
@@ -194,7 +195,8 @@ class ResNodeCLI(LightningCLI):
         given = {k: v for k, v in flatten(config.as_dict()).items() if not k.startswith(NOT_IN_TITLE)}
         files = [word for path in config.get("config") or [] for word in ("--config", str(path))]
         try:
-            parsed = self.parser.parse_args([self.subcommand, *files] if self.subcommand else files)
+            with contextlib.redirect_stderr(io.StringIO()):  # not the user's error: nothing to show
+                parsed = self.parser.parse_args([self.subcommand, *files] if self.subcommand else files)
         except SystemExit:  # the files alone are incomplete (the flags give a required value)
             return given, {}
         return given, flatten(self.active_config_of(parsed).as_dict())
@@ -217,7 +219,7 @@ class ResNodeCLI(LightningCLI):
         with reported_as_input_errors(self):
             config = self.active_config()
             self.title = run_title(self.run_name(config), *self.given_and_from_files(config))
-            if config.model.get("init_from"):
+            if config.model.get("init_from") and not config.get("ckpt_path"):  # a resume does not use it
                 config.model.init_from = str(resolve_checkpoint(config.model.init_from, "weights", option="init_from"))
             self.run_folder = self.make_run_folder(config)
 
@@ -264,6 +266,7 @@ class ResNodeCLI(LightningCLI):
             **self.trainer_defaults,
             "callbacks": [
                 RandomStates(),
+                SIGNALS.training_started,
                 CheckpointOnSignal(config.checkpoint.dirpath),
                 *step_checkpoint(config.checkpoint.dirpath, every_n_train_steps),
             ],
@@ -318,7 +321,6 @@ class ResNodeCLI(LightningCLI):
 
     # -- running ------------------------------------------------------------------------------------
     def before_fit(self) -> None:
-        SIGNALS.trainer_running = True
         SIGNALS.stop_hint = (
             f"The run is resumable: {self.run_folder / 'checkpoints' / 'last.ckpt'}; continue it with the same "
             "command and --ckpt_path last."
@@ -397,8 +399,8 @@ def point_loggers(loggers: list, root: Path, folder: Path) -> None:
             init_args.save_dir = str(folder)
             if not init_args.offline and (offline := offline_by_default()) is not None:
                 init_args.offline = offline
-        elif {"save_dir", "version"} <= set(init_args.keys()):  # CSV, TensorBoard
-            init_args.save_dir, init_args.version = str(root), folder.name
+        elif {"save_dir", "version"} <= set(init_args.keys()):  # CSV, TensorBoard: save_dir/name/version
+            init_args.save_dir, init_args.name, init_args.version = str(root), folder.parent.name, folder.name
         if (ours := SAME_LOGGERS.get(logger.class_path)) is not None:  # the same logger, without its flaw
             logger.class_path = f"{ours.__module__}.{ours.__name__}"
 

@@ -166,7 +166,8 @@ def run_of_config(config: str | Path) -> Path | None:
 
 def check_free_space(folder: Path, needed_bytes: int) -> None:
     """Refuse to start when the disk holding ``folder`` has less free space than ``needed_bytes``."""
-    free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
+    existing = next(path for path in (folder, *folder.parents) if path.exists())  # other ranks may not have it yet
+    free = shutil.disk_usage(existing).free
     if free < needed_bytes:
         raise OSError(
             f"the disk holding {str(folder)!r} has {free / 2**20:.0f} MiB free, but this run's checkpoints "

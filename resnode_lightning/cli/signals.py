@@ -18,6 +18,22 @@ from types import FrameType
 from typing import Any
 
 from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+
+class TrainingStarted(Callback):
+    """Tells the recorder that training runs: from the first step on, a signal stops the run with a
+    checkpoint; before it (setup, data, the sanity check) it stops the process at once. A signal that
+    came in between is acted on here."""
+
+    def __init__(self, recorder: SignalRecorder) -> None:
+        self.recorder = recorder
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.recorder.trainer_running = True
+        if self.recorder.received is not None:
+            raise SIGTERMException()
 
 
 class SignalRecorder:
@@ -36,6 +52,7 @@ class SignalRecorder:
         self.stop_hint = ""
         self.previous: dict[int, Any] = {}
         self.depth = 0
+        self.training_started = TrainingStarted(self)
 
     def install(self) -> None:
         """Handle SIGTERM (and SIGUSR1 outside SLURM) from now on, afresh; :meth:`uninstall` puts

@@ -13,6 +13,7 @@ started here, never given to a shell.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
@@ -47,6 +48,7 @@ LAUNCHERS = (["resnode"], ["python", "-m", "resnode_lightning"], ["python3", "-m
 """How a command may start resnode (after ``${env}``); the runs start this interpreter's resnode."""
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 CLASS_PATH = re.compile(r"(?:[A-Za-z_]\w*\.)+[A-Z]\w*")
+DOTTED_NAME = re.compile(r"(?<![\w./])(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*(?![\w/])")
 """A dotted import path of a class (its last part capitalised, as classes are named)."""
 
 
@@ -129,26 +131,51 @@ def check_parameter(spec: Any, where: str) -> None:
 
 
 def check_no_foreign_code(sweep: dict[str, Any], where: str) -> None:
-    """A sweep file's words and values name no class outside the trusted packages (:mod:`.trust`):
-    jsonargparse would import its module when the run, or the check of its command line, parses it.
-    A class is recognised as a dotted path whose last part is capitalised (``somemodule.Net``), or
-    any value of a ``class_path``; the words after ``--`` are the user's own and not checked here.
+    """A sweep file names no code outside the trusted packages (:mod:`.trust`), and cannot turn on
+    full unpickling (``weights_only``): jsonargparse imports the module of a class path when the run,
+    or the check of its command line, parses it. Every dotted name in its values and command (nested
+    values included) is taken for code when it names a class (last part capitalised), sits under a
+    ``class_path`` key, or starts with a module that Python would find (found without importing it).
+    The words after ``--`` are the user's own and not checked here.
 
     Raises:
         SweepFileError: naming the value and where it is.
     """
-    named = [(f"parameter {name!r}", value, name) for name, spec in sweep["parameters"].items()
+    named = [(f"parameter {name!r}", name, value) for name, spec in sweep["parameters"].items()
              for value in spec.get("values", [spec.get("value")])]  # fmt: skip
-    named += [("the command", word, "") for word in sweep.get("command", DEFAULT_COMMAND)]
-    for place, value, key in named:
-        for word in str(value).replace("=", " ").split():
-            is_class = CLASS_PATH.fullmatch(word) or (key.endswith("class_path") and "." in word)
-            if is_class and not is_trusted(word):
-                raise SweepFileError(
-                    f"{where}, {place}: {word!r} names code outside {', '.join(TRUSTED_PACKAGES)}; a sweep file "
-                    "is data and never imports code. Name the class in a --config file of yours and give that "
-                    "file after -- (resnode sweep FILE -- --config mine.yaml)."
-                )
+    named += [("the command", "", word) for word in sweep.get("command", DEFAULT_COMMAND)]
+    for place, key, value in named:
+        if "weights_only" in f"{key} {value}":
+            raise SweepFileError(
+                f"{where}, {place}: a sweep file may not set weights_only (it would unpickle a checkpoint in full, "
+                "running any code it carries); give --weights_only after -- for a file you trust."
+            )
+        for text in strings_in(value):
+            for found in DOTTED_NAME.finditer(text):
+                name = found.group(0)
+                if not is_trusted(name) and (CLASS_PATH.fullmatch(name) or "class_path" in key or is_module(name)):
+                    raise SweepFileError(
+                        f"{where}, {place}: {name!r} names code outside {', '.join(TRUSTED_PACKAGES)}; a sweep "
+                        "file is data and never imports code. Name the class in a --config file of yours and give "
+                        "that file after -- (resnode sweep FILE -- --config mine.yaml)."
+                    )
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string in a value, its keys and nested values included."""
+    if isinstance(value, dict):
+        return [text for key, item in value.items() for text in [str(key), *strings_in(item)]]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in strings_in(item)]
+    return [str(value)]
+
+
+def is_module(dotted: str) -> bool:
+    """Whether Python would find the top-level module of ``dotted`` (looked up, not imported)."""
+    try:
+        return importlib.util.find_spec(dotted.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def check_command(sweep: dict[str, Any], where: str) -> None:

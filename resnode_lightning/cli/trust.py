@@ -1,9 +1,9 @@
 """What a checkpoint may decide: the trust boundary between a checkpoint's contents and code.
 
 A checkpoint is data. Its tensors are read weights-only (:func:`~resnode_lightning.training.weights.read_checkpoint`);
-its hyper-parameters may choose values, and classes from the packages below, never other code:
-jsonargparse imports the module of every ``class_path`` it parses, so a class path from an
-untrusted file is refused before the parser sees it.
+its hyper-parameters may choose values, and classes from the packages below, never other code.
+They are never parsed into the config (jsonargparse would import the module of every
+``class_path``): they are compared with it, and a foreign class path is refused outright.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ class CheckpointOnSignal(Callback):
     ``<dirpath>/last.ckpt`` there, in the same hook where step checkpoints are saved, so that
     ``--ckpt_path`` resumes at the next step exactly as from a step checkpoint.
 
-    Lightning alone stops at the end of the epoch (hours, on ImageNet) and exits with status 0
-    without a checkpoint. Under DDP, Lightning raises on every rank at once (rank 0's signal is
+    Lightning alone stops the loops without saving anything, and its exception is a SystemExit
+    with status 0. Under DDP, Lightning raises on every rank at once (rank 0's signal is
     broadcast); the checkpoint is then written from :meth:`on_exception`, on every rank together.
     The process's exit status is the shell's business (:mod:`resnode_lightning.cli.signals`).
 
