@@ -320,6 +320,8 @@ def test_gradcheck_takes_a_run_folder_or_its_saved_config_and_the_options_of_fit
                        "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
                        config=("--config", str(run / "config.yaml")))  # fmt: skip
     assert "4 samples" in out and f"weights: {run / 'checkpoints' / 'last.ckpt'}" in out
+    out, _ = gradcheck(capsys, "--depths", "[2]", "--ckpt_path", "last")  # the config's newest run's best weights
+    assert f"weights: {run / 'checkpoints' / 'best.ckpt'}" in out
 
 
 # -- under DDP ----------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ def run(parser, config: Namespace) -> int:
     checkpoint_value = config.get("ckpt_path") or (str(trained_run) if trained_run is not None else None)
     weights, described = None, "as initialised by the config (no --ckpt_path)"
     if checkpoint_value:
-        checkpoint = resolve_checkpoint(checkpoint_value, "weights", option="--ckpt_path")
+        runs_of_config = Path(config.trainer.default_root_dir or RUNS) / Path(names[0]).stem if names else None
+        checkpoint = resolve_checkpoint(checkpoint_value, "weights", runs_of_config, option="--ckpt_path")
         weights, described = read_network_weights(checkpoint), str(checkpoint)
     model, datamodule = build_model_and_data(parser, config)
     network = model.network
