@@ -16,9 +16,9 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], mode: int 
 
     The content goes into a hidden file beside the target (``.<name>.<random>.partial``, on the
     same file system, so the final step is a rename and not a copy), is flushed to disk, gets the
-    permissions ``open()`` would have given it, and is renamed over the target (atomic on POSIX and
-    Windows). An exception removes the partial file; a kill leaves it beside the target. ``mode``:
-    the file's permissions, if not what ``open()`` gives under the process's umask.
+    permissions ``open()`` would have given it (an existing target's own, else the umask's), and is
+    renamed over the target (atomic on POSIX and Windows). An exception removes the partial file; a
+    kill leaves it beside the target. ``mode``: the file's permissions, whatever those would be.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +28,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], mode: int 
             write(file)
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(partial, 0o666 & ~current_umask() if mode is None else mode)  # not mkstemp's private 0o600
+        os.chmod(partial, permissions(target) if mode is None else mode)  # not mkstemp's private 0o600
         os.replace(partial, target)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
@@ -40,8 +40,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda file: file.write(text.encode()))
 
 
+def permissions(target: Path) -> int:
+    """What ``open(target, "wb")`` leaves: an existing file's mode, else 0o666 less the umask."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~UMASK
+
+
 def current_umask() -> int:
-    """The process's file-creation mask (read by setting it, then putting it back)."""
+    """The process's file-creation mask (read by setting it, then putting it back: done once, at
+    import, so that no other thread can create a file in between)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+UMASK = current_umask()

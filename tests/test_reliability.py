@@ -360,3 +360,13 @@ def test_the_same_config_and_seed_give_bitwise_equal_weights_and_equal_metrics_t
     assert "train/loss" in header and "val/acc1" in header
     rows = [[[v for i, v in enumerate(row.split(",")) if i not in timings] for row in m] for m in metrics]
     assert rows[0] == rows[1]
+
+
+def test_an_atomic_write_keeps_the_permissions_of_the_file_it_replaces(tmp_path):
+    from resnode_lightning.files import atomic_write_text
+
+    target = tmp_path / "state.json"
+    atomic_write_text(target, "first")
+    os.chmod(target, 0o600)  # a user who made it private
+    atomic_write_text(target, "second")
+    assert target.read_text() == "second" and (target.stat().st_mode & 0o777) == 0o600
