@@ -199,10 +199,7 @@ class ResNodeCLI(LightningCLI):
                 parsed = self.parser.parse_args([self.subcommand, *files] if self.subcommand else files)
         except SystemExit:  # the files alone are incomplete (the flags give a required value)
             return given, {}
-        return given, flatten(self.active_config_of(parsed).as_dict())
-
-    def active_config_of(self, config: Namespace) -> Namespace:
-        return config[self.subcommand] if self.subcommand else config
+        return given, flatten(self.active_config(parsed).as_dict())
 
     def run_name(self, config: Namespace) -> str:
         """The run's name: a logger's explicit one (a saved config run again), else the first config file's."""
@@ -211,9 +208,11 @@ class ResNodeCLI(LightningCLI):
         return named[0] if named else Path(config.config[0]).stem if config.get("config") else "resnode"
 
     # -- the run folder ---------------------------------------------------------------------------
-    def active_config(self) -> Namespace:
-        """The subcommand's config (the whole config when a Python caller runs none: ``run=False``)."""
-        return self.config[self.subcommand] if self.subcommand else self.config
+    def active_config(self, config: Namespace | None = None) -> Namespace:
+        """The subcommand's part of ``config`` (default: the run's), or all of it when a Python
+        caller runs no subcommand (``run=False``)."""
+        config = self.config if config is None else config
+        return config[self.subcommand] if self.subcommand else config
 
     def before_instantiate_classes(self) -> None:
         with reported_as_input_errors(self):
