@@ -250,6 +250,10 @@ while folder is None:
 (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
 (folder / "checkpoints" / "last.ckpt").write_text("")
 behaviour = next(a for a in arguments if a.startswith("--x=")).removeprefix("--x=")
+if behaviour == "crowded":  # another sweep's run makes its folder in the same runs/ at the same time
+    Path("runs/another/version_0").mkdir(parents=True)
+from resnode_lightning.cli.runs import announce
+announce(folder)  # as resnode does once it has its run folder
 
 def stop(signum, frame):
     log(f"{behaviour} got {signal.Signals(signum).name}")
@@ -278,7 +282,7 @@ def stub_resnode(in_empty_folder, monkeypatch) -> Path:
     stub = in_empty_folder / "stub.py"
     stub.write_text(STUB)
     monkeypatch.setattr(sweeps, "RESNODE", [sys.executable, str(stub)])
-    monkeypatch.setattr(sweeps, "check_command_lines", lambda commands, *_: [Path("runs")] * len(commands))
+    monkeypatch.setattr(sweeps, "check_command_lines", lambda *_: None)
     return in_empty_folder
 
 
@@ -334,6 +338,13 @@ def test_sigterm_to_the_sweep_stops_its_run_which_is_recorded_as_stopped_and_con
     assert logged(stub_resnode)[3:] == ["fit --x=stop-the-sweep --ckpt_path runs/stub/version_1 tiny",
                                         "fit --x=finish-too tiny"]  # fmt: skip
     assert [entry["status"] for entry in state(stub_resnode, "tiny").values()] == ["finished"] * 3
+
+
+def test_a_run_folder_is_the_one_the_run_reports_not_whichever_appeared_in_runs_meanwhile(stub_resnode):
+    path = stub_sweep(stub_resnode, "crowded")
+    assert run_sweep(str(path)) == 0
+    assert Path("runs/another/version_0").is_dir()
+    assert state(stub_resnode, "tiny")["resnode fit --x=crowded"]["run_folder"] == "runs/stub/version_0"
 
 
 def test_a_run_that_ignores_sigterm_is_killed_at_the_second_signal(stub_resnode):

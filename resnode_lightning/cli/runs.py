@@ -10,6 +10,8 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
+from ..files import atomic_write_text
+
 RUNS = "runs"
 """Where runs go by default (below the working directory): ``runs/<name>/version_<k>``."""
 CHECKPOINTS = "checkpoints"
@@ -19,6 +21,9 @@ SLURM_CHECKPOINTS = "hpc_ckpt_*.ckpt"
 """What Lightning's SLURM auto-requeue saves into the run folder before the job is requeued."""
 RUN_FOLDER_VARIABLE = "RESNODE_RUN_FOLDER"
 """Set by a run for the processes it launches (DDP ranks), so that all of them name the same folder."""
+RUN_FOLDER_REPORT_VARIABLE = "RESNODE_RUN_FOLDER_REPORT"
+"""Set by whoever starts a run and wants to know its run folder (``resnode sweep``): the path of a
+file that the run's rank 0 writes its folder into, as soon as it has one."""
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID")
 VERSION = re.compile(r"version_(\d+)")
 
@@ -83,14 +88,21 @@ def new_run_folder(root: str | Path, name: str) -> Path:
                 f"cannot create the run folder {str(folder)!r} ({error.strerror or error}): give a writable "
                 "folder with --trainer.default_root_dir (runs go into <it>/<config name>/version_<k>)."
             ) from error
-    folder = parent / f"version_{version}"
-    os.environ[RUN_FOLDER_VARIABLE] = str(folder)
-    return folder
+    return announce(parent / f"version_{version}")
 
 
 def continue_run_folder(folder: Path) -> Path:
     """A resumed run's folder: its own (the launched DDP ranks are told so, as for a new one)."""
+    return announce(folder)
+
+
+def announce(folder: Path) -> Path:
+    """Tell the processes this run launches (DDP ranks) its folder, and at rank 0 whoever started it
+    and asked (:data:`RUN_FOLDER_REPORT_VARIABLE`); return it."""
     os.environ[RUN_FOLDER_VARIABLE] = str(folder)
+    report = os.environ.get(RUN_FOLDER_REPORT_VARIABLE)
+    if report and launched_rank() == 0:
+        atomic_write_text(report, str(folder))
     return folder
 
 

@@ -30,6 +30,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,7 +42,7 @@ from jsonargparse.typing import PositiveInt
 
 from ..files import atomic_write_text
 from .config_files import resolve_config, shipped_configs
-from .runs import RUNS, all_run_folders, checkpoint_in
+from .runs import RUN_FOLDER_REPORT_VARIABLE, RUNS, checkpoint_in
 from .suggestions import closest_key
 from .sweep_files import SweepFileError, command_line, expand, read_sweep
 
@@ -89,16 +90,13 @@ def sweep(
     sweep_file = read_sweep(path)
     runs = expand(sweep_file, count)
     commands = [command_line(sweep_file, run, extra or []) for run in runs]
-    roots = (
+    if parse is not None:
         check_command_lines(commands, runs, command_line(sweep_file, {}, extra or []), str(path), parse)
-        if parse is not None
-        else [Path(RUNS)] * len(commands)
-    )
     if dry_run:
         print("\n".join(map(shlex.join, commands)))
         return 0
     with sweep_lock(sweep_file.get("name") or path.stem) as name:
-        return run_sweep(name, commands, roots)
+        return run_sweep(name, commands)
 
 
 def find_sweep_file(value: str) -> Path:
@@ -123,27 +121,22 @@ def find_sweep_file(value: str) -> Path:
 # -- checking the command lines: resnode parses each, runs none --------------------------------------
 def check_command_lines(
     commands: list[list[str]], runs: list[dict[str, Any]], base: list[str], where: str, parse: Callable
-) -> list[Path]:
-    """Parse every command line as resnode would run it, in this process, running nothing; return
-    the folder each run's run folder will be made in (its ``trainer.default_root_dir``, else ``runs``).
+) -> None:
+    """Parse every command line as resnode would run it, in this process, running nothing.
 
     Raises:
         SweepFileError: resnode refuses a command line: its error, the run's values, and for a
             parameter that is no option of resnode the closest one (found in ``base``'s config,
             the command line without the parameters).
     """
-    roots = []
     for number, (command, run) in enumerate(zip(commands, runs), 1):
-        status, printed, error = parse_only(command, parse)
+        status, _, error = parse_only(command, parse)
         if status:
             values = ", ".join(f"{name}={value}" for name, value in run.items())
             raise SweepFileError(
                 f"{where}: resnode refuses run {number} of {len(commands)} ({values or shlex.join(command)}): "
                 f"{error}{unknown_parameter(run, base, parse)}"
             )
-        root = (yaml.safe_load(printed).get("trainer") or {}).get("default_root_dir")
-        roots.append(Path(root or RUNS))
-    return roots
 
 
 def parse_only(command: list[str], parse: Callable) -> tuple[int, str, str]:
@@ -216,10 +209,10 @@ def sweep_lock(name: str) -> Iterator[str]:
         yield name
 
 
-def run_sweep(name: str, commands: list[list[str]], roots: list[Path]) -> int:
+def run_sweep(name: str, commands: list[list[str]]) -> int:
     """Run each command line not finished before (by ``runs/sweeps/<name>.json``), in order, each in
-    a process of its own, its run folder made in its root; a failed or stopped run does not stop
-    the sweep, a signal to the sweep does. Returns the sweep's exit status.
+    a process of its own; a failed or stopped run does not stop the sweep, a signal to the sweep
+    does. Returns the sweep's exit status.
 
     Raises:
         SweepBusyError: a run an earlier sweep started still runs.
@@ -229,7 +222,7 @@ def run_sweep(name: str, commands: list[list[str]], roots: list[Path]) -> int:
     environment = {**os.environ, "WANDB_RUN_GROUP": name}
     not_finished, skipped, started = [], 0, 0
     with StopSignals() as stop:
-        for number, (command, root) in enumerate(zip(commands, roots), 1):
+        for number, command in enumerate(commands, 1):
             if stop.received:
                 break
             line = shlex.join(command)
@@ -241,7 +234,7 @@ def run_sweep(name: str, commands: list[list[str]], roots: list[Path]) -> int:
                 continue
             resumed = stopped_run_folder(command, before)
             print(f"{progress}{again(before, resumed)} {line}", flush=True)
-            entry = run_one(command, resumed, root, stop, environment, functools.partial(state.record, line))
+            entry = run_one(command, resumed, stop, environment, functools.partial(state.record, line))
             started += 1
             if entry["status"] != "finished":
                 not_finished.append(f"{entry['status']}: {line}")
@@ -318,48 +311,44 @@ def again(before: dict[str, Any], resumed: Path | None) -> str:
 def run_one(
     command: list[str],
     resumed: Path | None,
-    root: Path,
     stop: StopSignals,
     environment: dict[str, str],
     record: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
     """Run one command line to its end (``--ckpt_path resumed`` continues a stopped run), recording
-    its pid and, as soon as it appears, its run folder; return its final entry."""
-    folders = all_run_folders(root)
+    its pid and, as soon as the run reports it (:data:`.runs.RUN_FOLDER_REPORT_VARIABLE`), its run
+    folder; return its final entry."""
     resume = ["--ckpt_path", str(resumed)] if resumed else []
-    child = stop.start([*RESNODE, *command[1:], *resume], environment)
-    entry = {
-        "status": "running",
-        "pid": child.pid,
-        "sweep_pid": os.getpid(),
-        "run_folder": str(resumed) if resumed else None,
-    }
-    try:
-        record(entry)
-        while True:
-            try:
-                returncode = child.wait(timeout=FOLDER_POLL_SECONDS)
-                break
-            except subprocess.TimeoutExpired:
-                if entry["run_folder"] is None and (folder := folder_made_since(root, folders)):
-                    record({**entry, "run_folder": folder})
-                    entry["run_folder"] = folder
-    finally:
-        stop.ended(child)
+    with tempfile.TemporaryDirectory(prefix="resnode-sweep-") as scratch:
+        report = Path(scratch) / "run_folder"
+        child = stop.start([*RESNODE, *command[1:], *resume], {**environment, RUN_FOLDER_REPORT_VARIABLE: str(report)})
+        entry = {
+            "status": "running",
+            "pid": child.pid,
+            "sweep_pid": os.getpid(),
+            "run_folder": str(resumed) if resumed else None,
+        }
+        try:
+            record(entry)
+            while True:
+                try:
+                    returncode = child.wait(timeout=FOLDER_POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    if entry["run_folder"] is None and report.is_file():
+                        entry["run_folder"] = report.read_text()
+                        record(entry)
+        finally:
+            stop.ended(child)
+        reported = report.read_text() if report.is_file() else None
     status = 128 - returncode if returncode < 0 else returncode  # killed by signal n: 128 + n, as a shell says
     entry = {
         "status": "finished" if status == 0 else "stopped" if status > 128 else "failed",
         "exit_code": status,
-        "run_folder": entry["run_folder"] or folder_made_since(root, folders),
+        "run_folder": reported or entry["run_folder"],
     }
     record(entry)
     return entry
-
-
-def folder_made_since(root: Path, before: set[Path]) -> str | None:
-    """The run folder made under ``root`` since ``before``, when exactly one was."""
-    made = all_run_folders(root) - before
-    return str(made.pop()) if len(made) == 1 else None
 
 
 class StopSignals:
