@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
+from pathlib import Path
 
 import numpy
 import torch
@@ -25,6 +27,18 @@ class KillAfterStep(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KeepCheckpointOfStep(Callback):
+    """Copies ``last.ckpt`` as the step checkpoint saved it after optimizer step ``step`` to ``to``:
+    what a run killed right after that step leaves (in-process, without killing it)."""
+
+    def __init__(self, step: int, to: str) -> None:
+        self.step, self.to = step, to
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            shutil.copy(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt", self.to)
 
 
 class RandomisedNet(Freezable):

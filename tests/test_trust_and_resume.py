@@ -177,6 +177,26 @@ def test_a_resume_logs_into_its_run_folder_whatever_the_first_config_is_called(t
     assert not Path("runs/debug").exists()
 
 
+@pytest.mark.parametrize("bar", ["TQDMProgressBar", "RichProgressBar"])
+def test_a_run_resumed_mid_epoch_shows_its_epoch_and_its_length_in_the_progress_bar(in_empty_folder, bar):
+    if bar == "RichProgressBar":
+        pytest.importorskip("rich")
+    progress = ["--trainer.enable_progress_bar", "true", f"--trainer.callbacks+=lightning.pytorch.callbacks.{bar}"]
+    keep = ["--trainer.callbacks+=reliability_helpers.KeepCheckpointOfStep", "--trainer.callbacks.step", "2",
+            "--trainer.callbacks.to", "step2.ckpt", "--checkpoint.every_n_train_steps", "2"]  # fmt: skip
+    main(["fit", *QUICK, *progress, *keep])
+    os.replace("step2.ckpt", RUN / "checkpoints" / "last.ckpt")  # as if killed two of four batches into epoch 0
+    cli = main(["fit", *QUICK, *progress, "--ckpt_path", "last"])
+    assert cli.trainer.global_step == 4
+    shown = cli.trainer.progress_bar_callback
+    if bar == "TQDMProgressBar":  # was "Training: 4/?"
+        tqdm = shown.train_progress_bar
+        assert (tqdm.desc, tqdm.n, tqdm.total) == ("Epoch 0: ", 4, 4)
+    else:
+        task = shown.progress.tasks[shown.train_progress_bar_id]
+        assert (task.description.strip(), task.completed, task.total) == ("Epoch 0/0", 4, 4)
+
+
 def test_a_flag_that_changes_a_resumed_runs_model_is_refused_naming_it(trained, capsys):
     status, error = exit_status_and_error(
         capsys, "fit", *QUICK, "--trainer.max_epochs", "2", "--ckpt_path", "last",

@@ -34,6 +34,7 @@ from ..training.checkpoint_io import AtomicCheckpointIO
 from ..training.interruption import CheckpointOnSignal
 from ..training.logs import QuietWandbLogger, ResumableCSVLogger
 from ..training.numerical_faults import SkipNonFiniteSteps
+from ..training.progress import ResumedEpochProgress
 from ..training.random_states import RandomStates
 from ..training.weights import network_state_dict, read_checkpoint
 from . import gradcheck as gradcheck_command
@@ -268,6 +269,7 @@ class ResNodeCLI(LightningCLI):
                 SIGNALS.training_started,
                 CheckpointOnSignal(config.checkpoint.dirpath),
                 *step_checkpoint(config.checkpoint.dirpath, every_n_train_steps),
+                ResumedEpochProgress(),
             ],
         }
 
