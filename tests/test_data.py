@@ -181,6 +181,27 @@ def test_digits_load_offline_as_normalised_single_channel_batches():
     assert abs(everything.mean()) < 0.05 and abs(everything.std() - 1) < 0.05  # DIGITS_MEAN/STD fit the data
 
 
+def test_batch_size_is_the_global_batch_whose_share_each_rank_takes():
+    """On W processes each rank takes batch_size / W samples, and at every step the ranks' batches
+    together are the batch one process takes at that step."""
+
+    def training_batches(rank: int, world_size: int) -> list[list[tuple[int, ...]]]:
+        """Each batch's images, as tuples of their pixels."""
+        data = DigitsDataModule(batch_size=16)
+        data.trainer = SimpleNamespace(training=True, global_rank=rank, world_size=world_size, current_epoch=0)
+        data.setup("fit")
+        return [[tuple(image.flatten().tolist()) for image in images] for images, _ in data.train_dataloader()]
+
+    one = training_batches(0, 1)
+    ranks = [training_batches(rank, 2) for rank in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == len(one) and {len(batch) for batch in ranks[0]} == {8}
+    for step, batch in enumerate(one):
+        assert sorted(batch) == sorted(ranks[0][step] + ranks[1][step])
+    with pytest.raises(ValueError, match=r"data.batch_size=16 is the global batch .* among 3 processes: set "
+                                         r"--data.batch_size 15 or 18"):  # fmt: skip
+        training_batches(0, 3)
+
+
 def test_the_seeded_split_is_deterministic_and_disjoint():
     kept, held_out = seeded_split(1797, 0.2, seed=0)
     again = seeded_split(1797, 0.2, seed=0)

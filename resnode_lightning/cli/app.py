@@ -29,6 +29,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from .. import __version__
+from ..data.image_datamodule import batch_per_process
 from ..training import ImageClassifier
 from ..training.checkpoint_io import AtomicCheckpointIO
 from ..training.interruption import CheckpointOnSignal
@@ -309,8 +310,27 @@ class ResNodeCLI(LightningCLI):
             raise ValueError(f"model.optimizer: {error} (check its init_args in the config or the flags).") from None
         if callable(check_data := getattr(self.datamodule, "check_data", None)):
             check_data()
+        self.check_global_batch(config)
         if launched_rank() == 0:  # decoding errors (a corrupt image) are input errors too; the decoded cache is kept
             self.datamodule.prepare_data()
+
+    def check_global_batch(self, config: Namespace) -> None:
+        """``data.batch_size`` is the global batch: it must divide among the processes
+        (:func:`batch_per_process`), and a run of several processes, or one that accumulates
+        gradients, says what one optimizer step takes, with the learning rate it takes it at."""
+        batch_size = getattr(self.datamodule, "batch_size", None)
+        if not isinstance(batch_size, int):
+            return
+        processes, accumulate = self.trainer.world_size, self.trainer.accumulate_grad_batches
+        per_process = batch_per_process(batch_size, processes)
+        if (processes > 1 or accumulate > 1) and launched_rank() == 0:
+            accumulated = f" x {accumulate} accumulated = {batch_size * accumulate}" if accumulate > 1 else ""
+            lr = (config.model.get("optimizer") or {}).get("init_args", {}).get("lr")
+            print(
+                f"Batch: {processes} process{'es' * (processes > 1)} x {per_process} = {batch_size} (data.batch_size, "
+                f"the global batch){accumulated} per optimizer step, at learning rate {lr}.",
+                flush=True,
+            )
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """The trainer, writing its checkpoints atomically (:class:`AtomicCheckpointIO`) unless a

@@ -41,7 +41,8 @@ class CIFAR10DataModule(InMemoryDataModule):
     Args:
         root: the folder that holds the data (see above). Nothing is written to the working directory.
         download: download torchvision's copy into ``root`` if it is not there yet (needs a network).
-        batch_size: images per batch on each process.
+        batch_size: images per batch over all processes together (the global batch; each of W
+            processes takes batch_size / W).
         val_split: fraction of the training images held out for validation; 0 validates on the test split.
         augment: random crop with padding 4 and horizontal flip while training.
         seed: seed of the hold-out, the training shuffle and the augmentation.

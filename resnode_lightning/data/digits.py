@@ -18,7 +18,8 @@ class DigitsDataModule(InMemoryDataModule):
     predict splits are the validation split**. Works offline: the quickstart's default.
 
     Args:
-        batch_size: samples per batch on each process.
+        batch_size: samples per batch over all processes together (the global batch; each of W
+            processes takes batch_size / W).
         val_split: fraction held out for validation (and test), strictly between 0 and 1.
         augment: random shifts by up to one pixel while training (no flips: a mirrored digit is
             another symbol).

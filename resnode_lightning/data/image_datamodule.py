@@ -22,6 +22,24 @@ def check_whole_number(field: str, value: object, minimum: int) -> None:
         )
 
 
+def batch_per_process(batch_size: int, world_size: int) -> int:
+    """The batch each of ``world_size`` processes takes so that together they take ``batch_size``,
+    the global batch of the config: ``batch_size / world_size``. One process steps on the batch the
+    config names whatever the number of processes (the paper's learning rates are for that batch).
+
+    Raises:
+        ValueError: ``batch_size`` does not divide among the processes, with the nearest that do.
+    """
+    if batch_size % world_size:
+        below, above = batch_size - batch_size % world_size, batch_size - batch_size % world_size + world_size
+        raise ValueError(
+            f"data.batch_size={batch_size} is the global batch (all processes together) and does not divide among "
+            f"{world_size} processes: set --data.batch_size {below or above}{f' or {above}' if below else ''}, or "
+            f"change the number of processes (trainer.devices x trainer.num_nodes)."
+        )
+    return batch_size // world_size
+
+
 class ImageDataModule(LightningDataModule):
     """Base of the image data modules: loaders deliver uint8 (B, C, H, W) images and int64 labels.
 

@@ -10,7 +10,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
 from .constants import IMAGENET_MEAN, IMAGENET_STD
-from .image_datamodule import ImageDataModule, check_whole_number
+from .image_datamodule import ImageDataModule, batch_per_process, check_whole_number
 from .image_folder import class_folders, empty_class_folder, has_images, open_rgb, same_class_folders
 
 
@@ -42,7 +42,8 @@ class ImageNetDataModule(ImageDataModule):
         root: the folder holding the training and validation folders.
         num_classes: the number of class folders; checked against both folders in :meth:`check_data`.
         image_size: side of the square crops.
-        batch_size: images per batch on each process.
+        batch_size: images per batch over all processes together (the global batch; each of W
+            processes takes batch_size / W).
         num_workers: DataLoader worker processes per training process (persistent across epochs).
         train_dir: name of the training folder under ``root``.
         val_dir: name of the validation folder under ``root`` (``test`` for a CIFAR-style tree).
@@ -131,7 +132,7 @@ class ImageNetDataModule(ImageDataModule):
         on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         return DataLoader(
             self.datasets[split],
-            batch_size=self.batch_size,
+            batch_size=batch_per_process(self.batch_size, self.world_size),
             shuffle=training,
             drop_last=training,
             num_workers=self.num_workers,

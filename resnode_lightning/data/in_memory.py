@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .batches import TensorBatches
-from .image_datamodule import ImageDataModule, check_whole_number
+from .image_datamodule import ImageDataModule, batch_per_process, check_whole_number
 
 
 @dataclass
@@ -48,8 +48,13 @@ class InMemoryDataModule(ImageDataModule):
     (every sample is evaluated once, on exactly one rank). Lightning does not insert a
     DistributedSampler into such iterables, which is why they shard themselves.
 
+    ``batch_size`` is the global batch: each of W processes takes ``batch_size / W`` samples
+    (:func:`~.image_datamodule.batch_per_process`), and since rank r takes every W-th sample of
+    the epoch's order from r on, the W batches of a step are together exactly the batch one
+    process would take at that step.
+
     Args:
-        batch_size: samples per batch on each process.
+        batch_size: samples per batch over all processes together (the global batch).
         image_options: the normalisation and augmentation of :class:`~.image_datamodule.ImageDataModule`.
     """
 
@@ -77,7 +82,7 @@ class InMemoryDataModule(ImageDataModule):
             name: TensorBatches(
                 split.images,
                 split.labels,
-                self.batch_size,
+                batch_per_process(self.batch_size, self.world_size),
                 shuffle=name == "train",
                 drop_last=name == "train",
                 seed=self.seed,
