@@ -1,5 +1,6 @@
 """The `resnode` command: shipped configs by name, one folder per run, resumable and re-runnable runs."""
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,15 @@ def test_fit_writes_each_run_into_its_own_folder_and_nothing_elsewhere(capsys, i
         assert {p.name for p in (version / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
     metrics = (runs / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss", "train/acc", "train/lr", "val/acc1", "val/acc5"} <= set(metrics)
+
+
+def test_lightnings_learning_rate_monitor_logs_each_parameter_groups_rate_every_step(in_empty_folder):
+    groups = ["--model.no_weight_decay_on_norms_and_biases", "true", "--model.warmup_steps", "4"]
+    run("fit", "--config", "quickstart.yaml", *DEBUG, *groups)
+    with (in_empty_folder / "runs" / "quickstart" / "version_0" / "metrics.csv").open() as file:
+        rows = [row for row in csv.DictReader(file) if row["train/lr/rest"]]
+    assert [float(row["train/lr/rest"]) for row in rows] == pytest.approx([0.01, 0.02, 0.03, 0.04])  # warm-up to 0.04
+    assert [row["train/lr/no_decay"] for row in rows] == [row["train/lr/rest"] for row in rows]
 
 
 def test_the_closing_line_names_only_the_checkpoints_the_run_kept(capsys):

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
@@ -271,6 +271,7 @@ class ResNodeCLI(LightningCLI):
                 CheckpointOnSignal(config.checkpoint.dirpath),
                 *step_checkpoint(config.checkpoint.dirpath, every_n_train_steps),
                 ResumedEpochProgress(),
+                *([LearningRateMonitor(logging_interval="step")] if has_loggers(config.trainer.logger) else []),
             ],
         }
 
@@ -428,6 +429,11 @@ def point_loggers(loggers: list, root: Path, folder: Path) -> None:
 
 def always_list(value) -> list:
     return value if isinstance(value, list) else [value]
+
+
+def has_loggers(logger) -> bool:
+    """Whether a trainer's ``logger`` option gives it loggers (None is Lightning's default one)."""
+    return logger is not False and logger != []
 
 
 def shown(path: str) -> str:

@@ -55,6 +55,9 @@ def is_integer(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+LR_KEY = "train/lr"
+"""What ``LearningRateMonitor`` logs the learning rate under (the name of every schedule)."""
+
 class ImageClassifier(LightningModule):
     """Trains ``network`` (images → logits) with cross-entropy and reports top-1/top-5 accuracy.
 
@@ -62,8 +65,10 @@ class ImageClassifier(LightningModule):
     L = −Σ_c q_c log softmax(z)_c, q = (1 − ε) onehot(y) + ε/K. Metrics are torchmetrics objects,
     one set per split: ``train/loss``, ``train/acc`` per step (written every
     ``log_every_n_steps``), ``train/epoch_loss``, ``train/epoch_acc`` over each epoch (written
-    once per epoch, however short it is), ``train/lr``; ``val/loss``, ``val/acc1``, ``val/acc5``;
-    the same under ``test/`` (top-5 only with more than 5 classes).
+    once per epoch, however short it is); ``val/loss``, ``val/acc1``, ``val/acc5``; the same under
+    ``test/`` (top-5 only with more than 5 classes). The learning rate is Lightning's
+    ``LearningRateMonitor``'s to log (the CLI adds one): every schedule is named ``train/lr``, the
+    key it logs under (``train/lr/<group>`` with several parameter groups).
 
     The paper's transfer (its Table 2) is two options: ``init_from`` loads the weights of a
     checkpoint file into the network (read weights-only by
@@ -225,7 +230,6 @@ class ImageClassifier(LightningModule):
         # since on_step and on_epoch together would rename train/loss to train/loss_step.
         epoch_means = {"train/epoch_loss": loss, "train/epoch_acc": accuracy}
         self.log_dict(epoch_means, on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
-        self.log("train/lr", self.base_lr(), prog_bar=False)
         return loss
 
     def evaluation_step(self, batch: Batch, split: Literal["val", "test"], metrics: MetricCollection) -> None:
@@ -250,13 +254,10 @@ class ImageClassifier(LightningModule):
         # the sanity check's validation batches ran through the same metric objects: drop them
         self.val_metrics.reset()
 
-    def base_lr(self) -> float:
-        """The learning rate of the schedule now (the first group's, without its ``lr_scale``)."""
-        group = self.trainer.optimizers[0].param_groups[0]
-        return group["lr"] / group.get("lr_scale", 1)
-
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[dict[str, Any]]]:
-        """The optimizer over the trainable parameters, in groups by rule, and its schedules."""
+        """The optimizer over the trainable parameters, in groups by rule, and its schedules, each
+        named ``train/lr`` for ``LearningRateMonitor``; without one, the constant schedule (so that
+        the key is the same whatever the config)."""
         groups = parameter_groups(self.network, self.no_weight_decay_on_norms_and_biases, self.scale_stack_lr_by_depth)
         if not groups:
             raise ValueError(
@@ -269,4 +270,6 @@ class ImageClassifier(LightningModule):
             schedulers.append({"scheduler": self.lr_scheduler(optimizer), "interval": self.lr_scheduler_interval})
         if self.warmup_steps > 0:
             schedulers.append({"scheduler": warmup(optimizer, self.warmup_steps), "interval": "step"})
-        return [optimizer], schedulers
+        if not schedulers:
+            schedulers.append({"scheduler": torch.optim.lr_scheduler.ConstantLR(optimizer, 1.0, total_iters=0)})
+        return [optimizer], [{**schedule, "name": LR_KEY} for schedule in schedulers]

@@ -28,7 +28,7 @@ def parameter_groups(
       (the ``--adaptive`` option of the paper's code). Tied blocks count once per stack.
 
     Frozen parameters (``requires_grad=False``) are left out. With both rules off there is one
-    group holding every trainable parameter.
+    group holding every trainable parameter; with several, each is named by :func:`group_name`.
     """
     stack_depth = {id(parameter): stack.depth for _, stack in named_stacks(network) for parameter in stack.parameters()}
     groups: dict[tuple[bool, int], list[nn.Parameter]] = {}
@@ -38,10 +38,21 @@ def parameter_groups(
         decays = not (no_weight_decay_on_norms_and_biases and parameter.ndim <= 1)
         lr_scale = stack_depth.get(id(parameter), 1) if scale_stack_lr_by_depth else 1
         groups.setdefault((decays, lr_scale), []).append(parameter)
+    named = len(groups) > 1  # LearningRateMonitor logs train/lr/<name> for each
     return [
-        {"params": params, "lr_scale": lr_scale, **({} if decays else {"weight_decay": 0.0})}
+        {
+            "params": params,
+            "lr_scale": lr_scale,
+            **({} if decays else {"weight_decay": 0.0}),
+            **({"name": group_name(decays, lr_scale)} if named else {}),
+        }
         for (decays, lr_scale), params in groups.items()
     ]
+
+
+def group_name(decays: bool, lr_scale: int) -> str:
+    """``lr_x8``, ``no_decay``, ``lr_x8_no_decay`` or ``rest``: what sets a group apart."""
+    return "_".join([*([f"lr_x{lr_scale}"] if lr_scale != 1 else []), *([] if decays else ["no_decay"])]) or "rest"
 
 
 def apply_lr_scales(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
