@@ -66,6 +66,24 @@ def test_the_cli_names_a_wandb_run_after_the_flags_however_they_are_spelt(in_emp
 
 
 @pytest.mark.slow
+def test_whether_a_run_goes_online_is_wandbs_own_answer_to_whether_this_machine_has_an_account(tmp_path):
+    """No account: offline. A `wandb login` entry in ~/.netrc, as wandb writes it: online."""
+    check = (
+        "import pathlib, sys; from resnode_lightning.cli.tracking import offline_by_default\n"
+        "print(offline_by_default())\n"
+        "netrc = pathlib.Path(sys.argv[1]) / '.netrc'\n"
+        "netrc.write_text('machine api.wandb.ai\\n  login user\\n  password ' + 'k' * 40 + '\\n'); netrc.chmod(0o600)\n"
+        "print(offline_by_default())\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    environment["HOME"] = str(tmp_path)
+    environment["WANDB_SILENT"] = "true"  # no "logged in as": its look-up waits 5 s for the network there is not
+    done = subprocess.run([sys.executable, "-c", check, str(tmp_path)], env=environment, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["True", "False"]
+
+
 def test_without_an_account_a_run_goes_offline_and_its_wandb_folder_holds_the_config_and_metrics(
     tmp_path, cifar_jpg_root
 ):

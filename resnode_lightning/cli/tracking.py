@@ -3,7 +3,6 @@ config, and where the run's checkpoints and offline files are."""
 
 from __future__ import annotations
 
-import netrc
 import os
 
 from lightning.pytorch import LightningModule, Trainer
@@ -12,14 +11,13 @@ from lightning.pytorch.loggers import WandbLogger
 
 
 def wandb_credentials() -> bool:
-    """Whether this machine has a W&B API key (``WANDB_API_KEY`` or a ``wandb login`` entry in ~/.netrc)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
+    """Whether this machine has a W&B API key, as wandb itself finds one (``WANDB_API_KEY``, a
+    ``wandb login`` entry in ~/.netrc, its settings), without prompting or a network call."""
+    import wandb  # half a second: only for runs with a W&B logger
+
     try:
-        return (
-            netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "api.wandb.ai").split("//")[-1]) is not None
-        )
-    except (FileNotFoundError, netrc.NetrcParseError):
+        return bool(wandb.login(prompt=False, verify=False))
+    except wandb.errors.UsageError:  # "No API key configured", where there is no terminal to prompt on
         return False
 
 

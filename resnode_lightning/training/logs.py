@@ -36,11 +36,18 @@ class ResumableCSVLogger(CSVLogger):
 
 
 class QuietWandbLogger(WandbLogger):
-    """Lightning's :class:`~lightning.pytorch.loggers.WandbLogger`, which no longer passes
-    ``anonymous=None`` to ``wandb.init`` when the setting is not given: wandb warns on every run
-    that "the anonymous setting has no effect" for any value, None included."""
+    """Lightning's :class:`~lightning.pytorch.loggers.WandbLogger`, with two fixes:
 
-    def __init__(self, *args, anonymous: bool | None = None, **kwargs) -> None:
-        super().__init__(*args, anonymous=anonymous, **kwargs)
+    - it no longer passes ``anonymous=None`` to ``wandb.init`` when the setting is not given:
+      wandb warns on every run that "the anonymous setting has no effect" for any value;
+    - ``offline`` is passed to ``wandb.init`` as its ``mode``: Lightning only sets ``WANDB_MODE``,
+      which wandb reads once, when it is first set up (by the ``wandb.login`` that decides
+      whether a run can go online, here earlier), so the run would try to log in.
+    """
+
+    def __init__(self, *args, anonymous: bool | None = None, offline: bool = False, **kwargs) -> None:
+        if offline and kwargs.get("mode") is None:  # from a config, wandb.init's options come as None
+            kwargs["mode"] = "offline"
+        super().__init__(*args, anonymous=anonymous, offline=offline, **kwargs)
         if anonymous is None:
             self._wandb_init.pop("anonymous", None)
