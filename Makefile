@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test bench lint clean
+.PHONY: install quickstart test bench device-check lint clean
 
 install: $(STAMP)
 
@@ -38,6 +38,12 @@ bench: install $(CIFAR)
 	$(PY) benchmarks/fit_overhead.py --root $(CIFAR)
 	$(PY) benchmarks/ddp_throughput.py --root $(CIFAR)
 	$(PY) benchmarks/gradient_monitor_cost.py
+
+# Everything that matters on a CUDA GPU in one call of at most 8 minutes (benchmarks/device_check.py): writes
+# docs/results/device_check.json and prints its table. DEVICE_CHECK="--device cpu --quick" runs it on the CPU.
+DEVICE_CHECK ?=
+device-check: install $(CIFAR)
+	$(PY) benchmarks/device_check.py $(DEVICE_CHECK)
 
 lint: install
 	$(PY) -m ruff check resnode_lightning tests benchmarks experiments
