@@ -252,8 +252,8 @@ while folder is None:
 behaviour = next(a for a in arguments if a.startswith("--x=")).removeprefix("--x=")
 if behaviour == "crowded":  # another sweep's run makes its folder in the same runs/ at the same time
     Path("runs/another/version_0").mkdir(parents=True)
-from resnode_lightning.cli.runs import announce
-announce(folder)  # as resnode does once it has its run folder
+if report := os.environ.get("RESNODE_RUN_FOLDER_REPORT"):  # as resnode reports it (cli/runs.py, announce)
+    Path(report).write_text(str(folder))
 
 def stop(signum, frame):
     log(f"{behaviour} got {signal.Signals(signum).name}")
@@ -396,33 +396,26 @@ def test_a_run_left_running_by_a_killed_sweep_is_never_started_beside_itself(cap
 
 
 # -- runs as processes: resnode itself --------------------------------------------------------------------
-def resnode_sweep(folder: Path, *arguments: str) -> subprocess.CompletedProcess:
-    """`resnode sweep ARGUMENTS` as its own process in ``folder``, this folder importable by its runs."""
-    path = os.pathsep.join([str(REPOSITORY), str(TESTS), os.environ.get("PYTHONPATH", "")])
-    environment = {**os.environ, "PYTHONPATH": path, "WANDB_MODE": "disabled"}
-    command = [sys.executable, "-m", "resnode_lightning", "sweep", *arguments]
-    return subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.slow
 def test_a_sweep_stopped_by_sigterm_stops_its_run_with_a_checkpoint_which_the_restarted_sweep_continues(
-    in_empty_folder,
+    in_empty_folder, capsys, monkeypatch
 ):
+    """Real runs of resnode, stopped by a signal to their sweep (which runs in this process, as the
+    stub sweeps above: the run's callback signals its parent)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPOSITORY), str(TESTS), os.environ.get("PYTHONPATH", "")]))
     path = sweep_file(in_empty_folder, "lr", program="resnode", method="grid",
                       parameters={"model.optimizer.lr": {"values": [0.05, 0.2]}},
                       command=["resnode", "fit", "--config", "quickstart.yaml", "${args}"])  # fmt: skip
     stop = ["--trainer.callbacks+=sweep_helpers.StopTheSweepOnce", "--trainer.callbacks.step", "2"]
-    stopped = resnode_sweep(in_empty_folder, str(path), "--", *DEBUG, *stop)
-    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert run_sweep(str(path), "--", *DEBUG, *stop) == 143
     line, entry = next(iter(state(in_empty_folder, "lr").items()))
     assert entry == {"status": "stopped", "exit_code": 143, "run_folder": "runs/quickstart/version_0"}
     assert (in_empty_folder / "runs/quickstart/version_0/checkpoints/last.ckpt").is_file()
     assert not sweeps.is_alive(int((in_empty_folder / "sweep_stopped").read_text()))  # the run died with it
-    assert "Sweep lr stopped by SIGTERM: 1 run here" in stopped.stdout
+    assert "Sweep lr stopped by SIGTERM: 1 run here" in capsys.readouterr().out
 
-    continued = resnode_sweep(in_empty_folder, str(path), "--", *DEBUG, *stop)
-    assert continued.returncode == 0, continued.stderr[-3000:]
-    assert f"(stopped before: continues in runs/quickstart/version_0) {line}" in continued.stdout
+    assert run_sweep(str(path), "--", *DEBUG, *stop) == 0
+    assert f"(stopped before: continues in runs/quickstart/version_0) {line}" in capsys.readouterr().out
     entries = state(in_empty_folder, "lr")
     assert [entry["run_folder"] for entry in entries.values()] == ["runs/quickstart/version_0",
                                                                    "runs/quickstart/version_1"]  # fmt: skip
