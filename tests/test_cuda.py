@@ -73,3 +73,18 @@ def test_random_blocks_are_replayed_on_cuda():
         torch.cuda.manual_seed(3)
         grads[mode] = step(stack, x)
     assert relative_error(grads["adjoint"], grads["backprop"]) < 1e-12
+
+
+def test_the_data_set_lives_on_the_gpu_and_batches_are_gathered_and_augmented_there():
+    from types import SimpleNamespace
+
+    from resnode_lightning.data import DigitsDataModule
+
+    data = DigitsDataModule(batch_size=32, augment=True)
+    data.trainer = SimpleNamespace(training=True, global_rank=0, world_size=1, current_epoch=0,
+                                   strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))  # fmt: skip
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch[0].is_cuda and batch[1].is_cuda
+    images, _ = data.on_after_batch_transfer(batch, 0)
+    assert images.is_cuda and images.dtype == torch.float32

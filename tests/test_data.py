@@ -1,6 +1,7 @@
 """The data layer: in-memory batches, batched augmentation, and the data modules on small generated image trees."""
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -200,6 +201,45 @@ def test_batch_size_is_the_global_batch_whose_share_each_rank_takes():
     with pytest.raises(ValueError, match=r"data.batch_size=16 is the global batch .* among 3 processes: set "
                                          r"--data.batch_size 15 or 18"):  # fmt: skip
         training_batches(0, 3)
+
+
+def test_the_splits_live_on_the_training_device_and_batches_are_gathered_there():
+    """On a GPU the whole decoded data set sits on it: a batch is an index_select there, with no copy
+    per step (the "meta" device stands in for a GPU: tensors with shapes and no data)."""
+    data = DigitsDataModule(batch_size=16)
+    data.trainer = SimpleNamespace(training=True, global_rank=0, world_size=1, current_epoch=0,
+                                   strategy=SimpleNamespace(root_device=torch.device("meta")))  # fmt: skip
+    data.setup("fit")
+    assert {split.images.device.type for split in data.splits.values()} == {"meta"}
+    assert data.splits["test"] is data.splits["val"]  # moved once
+    images, labels = next(iter(data.train_dataloader()))
+    assert images.device.type == labels.device.type == "meta" and images.shape == (16, 1, 8, 8)
+
+
+def test_an_epoch_runs_no_python_per_sample():
+    """Batches are gathered, augmented and normalised as whole tensors: the Python calls an epoch
+    makes per batch do not grow with the batch."""
+
+    def python_calls_for_ten_batches(batch_size: int) -> int:
+        data = DigitsDataModule(batch_size=batch_size, augment=True)
+        data.trainer = SimpleNamespace(training=True, global_rank=0, world_size=1, current_epoch=0)
+        data.setup("fit")
+        calls = 0
+
+        def count(frame, event, arg) -> None:
+            nonlocal calls
+            calls += event == "call"
+
+        sys.setprofile(count)
+        try:
+            for _, batch in zip(range(10), data.train_dataloader()):
+                data.on_after_batch_transfer(batch, 0)
+        finally:
+            sys.setprofile(None)
+        return calls
+
+    small, large = python_calls_for_ten_batches(8), python_calls_for_ten_batches(128)
+    assert small > 10 and abs(large - small) <= 10  # a call per sample would add 1200
 
 
 def test_the_seeded_split_is_deterministic_and_disjoint():

@@ -108,7 +108,7 @@ class TensorBatches:
     def _batches(self, epoch: int, start: int) -> Iterator[tuple[Tensor, Tensor]]:
         indices = self.epoch_indices(epoch)
         for number in range(start, len(self)):
-            index = indices[number * self.batch_size : (number + 1) * self.batch_size]
+            index = indices[number * self.batch_size : (number + 1) * self.batch_size].to(self.images.device)
             self._delivered = number + 1
             yield self.images.index_select(0, index), self.labels.index_select(0, index)
 

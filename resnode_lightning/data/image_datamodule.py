@@ -93,6 +93,12 @@ class ImageDataModule(LightningDataModule):
         return self.trainer.global_rank if self.trainer is not None else 0
 
     @property
+    def device(self) -> torch.device:
+        """The device the trainer trains on: the CPU without one."""
+        strategy = getattr(self.trainer, "strategy", None)
+        return getattr(strategy, "root_device", None) or torch.device("cpu")
+
+    @property
     def world_size(self) -> int:
         """The number of processes: 1 without a trainer."""
         return self.trainer.world_size if self.trainer is not None else 1

@@ -27,6 +27,12 @@ class Split:
         """The samples at ``indices``, in that order."""
         return Split(self.images.index_select(0, indices), self.labels.index_select(0, indices))
 
+    def to(self, device: torch.device) -> Split:
+        """The split on ``device`` (itself if it is there)."""
+        if self.images.device == device:
+            return self
+        return Split(self.images.to(device), self.labels.to(device))
+
 
 def seeded_split(size: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     """Disjoint sorted index sets (kept, held out) of 0..size-1, the held-out one ``round(fraction · size)`` long.
@@ -41,9 +47,11 @@ def seeded_split(size: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]
 class InMemoryDataModule(ImageDataModule):
     """Base of data modules that hold every split in memory and serve it with :class:`~.batches.TensorBatches`.
 
-    Subclasses implement :meth:`load_splits`. :meth:`setup` calls it once, reads the rank and the
-    world size from the attached trainer (0 and 1 without one) and builds the loaders: training
-    batches are shuffled per epoch, sharded across ranks and drop the last incomplete batch;
+    Subclasses implement :meth:`load_splits`. :meth:`setup` calls it once, moves the splits to the
+    trainer's device (a GPU holds CIFAR-10's 180 MB of uint8 at once: batches are then gathered
+    there, with nothing to copy per step, and augmented there by :class:`ImageDataModule`), reads
+    the rank and the world size from the attached trainer (0 and 1 without one) and builds the
+    loaders: training batches are shuffled per epoch, sharded across ranks and drop the last incomplete batch;
     validation, test and predict batches keep the stored order, shard without dropping anything
     (every sample is evaluated once, on exactly one rank). Lightning does not insert a
     DistributedSampler into such iterables, which is why they shard themselves.
@@ -75,6 +83,11 @@ class InMemoryDataModule(ImageDataModule):
         super().setup(stage)
         if not self.splits:
             self.splits, self.classes = self.load_splits()
+        device = self.device
+        if any(split.images.device != device for split in self.splits.values()):
+            moved: dict[int, Split] = {}  # a split that serves two stages (digits' val and test) moves once
+            self.splits = {name: moved.setdefault(id(split), split.to(device)) for name, split in self.splits.items()}
+            self._loaders = {}
         if self._loaders and self._sharding == (self.rank, self.world_size):
             return  # keep the loaders, and with them the training epoch and position
         self._sharding = (self.rank, self.world_size)
