@@ -25,6 +25,7 @@ Usage: python benchmarks/step_cost.py [--depths 8 32 128 512] [--quick]
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -47,6 +48,7 @@ CACHING_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESH
 
 # Targets of the core issue, at N = 128 (time) and over depth (memory).
 TIME_TARGETS = {("euler", False): 1.75, ("euler", True): 1.5, ("heun", False): 1.6, ("heun", True): 1.6}
+FLOOR_MARGIN = 1.05  # adjoint step time over the time of its unavoidable work (floor_step), paired
 MEMORY_FLATNESS = 1.2  # adjoint activation memory at N = 512 over N = 8
 MEMORY_SHARE = 0.05  # adjoint step memory over backprop's at N = 128
 
@@ -76,26 +78,58 @@ def train_step(stack, x) -> None:
         p.grad = None
 
 
+FLOOR_WORK = {("euler", False): (2, 1), ("euler", True): (1, 1), ("heun", False): (3, 2), ("heun", True): (3, 2)}
+"""Per residual step of an adjoint training step, the evaluations of f without a graph (c) and
+with one and its vector-Jacobian product (c' + u) that no implementation can avoid
+(benchmarks/unit_costs.py): Euler c forward + c rebuild + (c' + u); tied Euler c + (c' + u); Heun
+2c + c + 2(c' + u)."""
+
+
+def floor_step(stack, x, scheme: str, tied: bool) -> None:
+    """Exactly the unavoidable work of an adjoint step (:data:`FLOOR_WORK`) on the stack's own
+    blocks and input, with nothing else: the time an ideal implementation would take."""
+    import torch
+
+    plain, differentiated = FLOOR_WORK[scheme, tied]
+    cotangent = torch.ones_like(x)
+    for block in stack.blocks:
+        with torch.no_grad():
+            for _ in range(plain):
+                x.detach().add(block(x.detach()), alpha=stack.h)
+        for _ in range(differentiated):
+            state = x.detach().requires_grad_(True)
+            out = state.add(block(state), alpha=stack.h)
+            torch.autograd.grad(out, [state, *block.parameters()], cotangent)
+
+
 def paired_times(stack, x, depth: int, scheme: str, tied: bool, device: str) -> dict:
-    """Step times of the stack and, unless it is backprop, of the same stack under backprop,
-    steps alternating in this process: both see the same machine, whatever it is doing."""
+    """Step times of the stack and, unless it is backprop, of the same stack under backprop and,
+    for the adjoint, of its floor (:func:`floor_step`), steps alternating in this process: all
+    see the same machine, whatever it is doing."""
     import torch
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    contenders = [stack]
+    contenders = [functools.partial(train_step, stack, x)]
     if stack.gradient != "backprop":
         baseline, _ = build(depth, scheme, tied, "backprop", device)
         train_step(baseline, x)
-        contenders.append(baseline)
+        contenders.append(functools.partial(train_step, baseline, x))
+    if stack.gradient == "adjoint":
+        contenders.append(functools.partial(floor_step, stack, x, scheme, tied))
+        contenders[-1]()
     times: list[list[float]] = [[] for _ in contenders]
     for _ in range(TIMED_STEPS.get(depth, 2)):
-        for model, record in zip(contenders, times):
+        for step, record in zip(contenders, times):
             sync()
             start = time.perf_counter()
-            train_step(model, x)
+            step()
             sync()
             record.append(time.perf_counter() - start)
-    return {"steps": times[0], "baseline_steps": times[1] if len(times) > 1 else times[0]}
+    return {
+        "steps": times[0],
+        "baseline_steps": times[1] if len(times) > 1 else times[0],
+        "floor_steps": times[2] if len(times) > 2 else [],
+    }
 
 
 def resident_kib(field: str) -> int:
@@ -151,14 +185,15 @@ def ratio(rows: list[dict], row: dict, key: str) -> float:
 
 def report(rows: list[dict]) -> list[str]:
     """Print the table and return the lines of the target check."""
-    print(f"\n{'scheme':6} {'tied':5} {'mode':10} {'N':>4} {'step s':>8} {'x bp':>6} "
+    print(f"\n{'scheme':6} {'tied':5} {'mode':10} {'N':>4} {'step s':>8} {'x bp':>6} {'floor':>6} "
           f"{'mem MiB':>8} {'x bp':>6} {'act MiB':>8}")
     for r in rows:
         r["time_ratio"] = r["paired_ratio"]
         r["memory_ratio"] = ratio(rows, r, "bytes")
         r["activation_bytes"] = r["bytes"] - r["gradient_bytes"]
+        floor = f"{r['floor_ratio']:6.2f}" if "floor_ratio" in r else f"{'':6}"
         print(f"{r['scheme']:6} {str(r['tied']):5} {r['mode']:10} {r['depth']:>4} {r['seconds']:8.3f} "
-              f"{r['time_ratio']:6.2f} {r['bytes'] / 2**20:8.1f} {r['memory_ratio']:6.3f} "
+              f"{r['time_ratio']:6.2f} {floor} {r['bytes'] / 2**20:8.1f} {r['memory_ratio']:6.3f} "
               f"{r['activation_bytes'] / 2**20:8.1f}")
     checks = []
     depths = sorted({r["depth"] for r in rows})
@@ -167,6 +202,10 @@ def report(rows: list[dict]) -> list[str]:
         if r:
             checks.append(verdict(f"time {scheme} {'tied' if tied else 'untied'} adjoint/backprop at N=128",
                                   r["time_ratio"], target))
+            if "over_floor" in r:
+                name = f"time {scheme} {'tied' if tied else 'untied'} adjoint/its floor at N=128"
+                checks.append(verdict(f"{name} (floor {r['floor_ratio']:.2f} x backprop, paired)", r["over_floor"],
+                                      FLOOR_MARGIN))
     for scheme, tied in itertools.product(SCHEMES, (False, True)):
         low, high = find(rows, scheme, tied, "adjoint", depths[0]), find(rows, scheme, tied, "adjoint", depths[-1])
         if low and high and low is not high:
@@ -247,18 +286,23 @@ def main(argv: list[str] | None = None) -> None:
         configs = [dict(depth=depth, scheme=scheme, tied=tied == "tied", gradient=m) for m in modes]
         steps: dict[str, list[float]] = {m: [] for m in modes}
         baseline: dict[str, list[float]] = {m: [] for m in modes}
+        floor: dict[str, list[float]] = {m: [] for m in modes}
         for _ in range(ROUNDS.get(depth, 1)):
             for config in configs:
                 timed = run_worker(config, "time", args.device, args.system_malloc)
                 steps[config["gradient"]] += timed["steps"]
                 baseline[config["gradient"]] += timed["baseline_steps"]
+                floor[config["gradient"]] += timed["floor_steps"]
         for config in configs:
             memory = run_worker(config, "memory", args.device)
             mode = config.pop("gradient")
             pairs = [a / b for a, b in zip(steps[mode], baseline[mode])]
+            over_floor = [a / b for a, b in zip(steps[mode], floor[mode])]
             rows.append({**config, "mode": mode, "seconds": statistics.median(steps[mode]),
                          "baseline_seconds": statistics.median(baseline[mode]),
-                         "paired_ratio": statistics.median(pairs), "steps": steps[mode], **memory})
+                         "paired_ratio": statistics.median(pairs), "steps": steps[mode], **memory,
+                         **({"floor_ratio": statistics.median([f / b for f, b in zip(floor[mode], baseline[mode])]),
+                             "over_floor": statistics.median(over_floor)} if floor[mode] else {})})
         summary = ", ".join(
             f"{r['mode']} {r['seconds']:.3f} s {r['bytes'] / 2**20:.0f} MiB" for r in rows[-len(modes):]
         )
