@@ -20,7 +20,7 @@ from training_helpers import RandomImages, trainer
 
 from resnode_lightning.cli import main
 from resnode_lightning.cli.app import resnode_cli
-from resnode_lightning.diagnostics import adjoint_gradient_errors
+from resnode_lightning.diagnostics import adjoint_gradient_errors, depth_smoothness
 from resnode_lightning.models import named_stacks
 from resnode_lightning.numerics import GeneratorStates, ResidualStack
 from resnode_lightning.training import GradientErrorMonitor, ImageClassifier
@@ -394,3 +394,33 @@ def test_gradcheck_without_the_data_uses_random_inputs_of_its_shape_and_says_so(
     out = capsys.readouterr().out
     assert "inputs: random inputs of shape [4, 3, 32, 32]: the config's data is not available (No CIFAR-10 data" in out
     assert json.loads((tmp_path / "out" / "gradcheck.json").read_text())["inputs"].startswith("random inputs")
+
+
+# -- smoothness of the weights in depth ------------------------------------------------------------
+
+
+def linear_stack(thetas: list[float]) -> ResidualStack:
+    """A stack of 1x1 linear blocks whose one weight is θ_n."""
+    blocks = [nn.Linear(1, 1, bias=False) for _ in thetas]
+    with torch.no_grad():
+        for block, theta in zip(blocks, thetas):
+            block.weight.fill_(theta)
+    return ResidualStack(blocks)
+
+
+def test_depth_smoothness_is_the_largest_step_between_consecutive_blocks_weights():
+    smoothness = depth_smoothness(linear_stack([1.0, 1.5, 1.75, 3.75]))
+    assert smoothness.max_step == pytest.approx(2.0) and smoothness.mean_step == pytest.approx(2.75 / 3)
+    assert smoothness.relative == pytest.approx(2.0 / 3.75)
+    assert depth_smoothness(ResidualStack.tied(nn.Linear(4, 4), 8)).max_step == 0.0  # one θ for every step
+
+
+@pytest.mark.parametrize("interpolation, shrinks", [("constant", 1), ("linear", 8)])
+def test_deepening_keeps_the_largest_step_piecewise_constant_and_divides_it_by_the_depth_ratio_linearly(
+    interpolation, shrinks
+):
+    torch.manual_seed(0)
+    stack = ResidualStack(random_blocks(lambda: conv_block(4), 8))
+    before = depth_smoothness(stack).max_step
+    after = depth_smoothness(stack.deepen(64, interpolation)).max_step
+    assert after == pytest.approx(before / shrinks, rel=0.15 if shrinks > 1 else 1e-12)

@@ -87,7 +87,8 @@ def run(parser, config: Namespace) -> int:
     header = [
         f"resnode gradcheck: {' + '.join(names)}; weights: {described}",
         f"inputs: {source}; float64 on {device}; network in train mode",
-        "relative error ‖g − g*‖/‖g*‖ of the adjoint's gradient per parameter tensor of every residual stack",
+        "relative error ‖g − g*‖/‖g*‖ of the adjoint's gradient per parameter tensor of every residual stack;",
+        "Δ/‖θ‖: the weights' smoothness in depth, max_n ‖θ_{n+1} − θ_n‖ / max_n ‖θ_n‖ over blocks (largest stack)",
     ]
     text = "\n".join([*header, "", table(results)])
     if all(row["max"] < ROUNDING for row in results):
@@ -134,14 +135,15 @@ def one_batch(datamodule: Any, samples: int) -> tuple[Tensor, Tensor, str]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    """depth | Euler median, max | Heun median, max."""
-    lines = [f"{'depth':>6}  {'euler median':>12}  {'euler max':>10}  {'heun median':>12}  {'heun max':>10}"]
+    """depth | Euler median, max | Heun median, max | Δ/‖θ‖, the weights' largest step in depth."""
+    lines = [f"{'depth':>6}  {'euler median':>12}  {'euler max':>10}  {'heun median':>12}  {'heun max':>10}  "
+             f"{'Δ/‖θ‖':>8}"]  # fmt: skip
     for depth in dict.fromkeys(row["depth"] for row in results):
         cells = []
         for scheme in SCHEMES:
             row = next(r for r in results if r["depth"] == depth and r["scheme"] == scheme)
             cells += [f"{row['median']:>12.3g}", f"{row['max']:>10.3g}"]
-        lines.append(f"{depth:>6}  " + "  ".join(cells))
+        lines.append(f"{depth:>6}  " + "  ".join(cells) + f"  {row['max_relative_step']:>8.3g}")
     return "\n".join(lines)
 
 
