@@ -39,7 +39,7 @@ def run(root: str, processes: int, depth: int, steps: int) -> dict[str, float]:
     command = [
         sys.executable, "-m", "resnode_lightning", "fit", "--config", "cifar_adjoint.yaml",
         "--config", "presets/ddp_cpu.yaml", "--trainer.devices", str(processes),
-        "--data.root", str(Path(root).resolve()), "--data.batch_size", str(TOTAL_BATCH // processes),
+        "--data.root", str(Path(root).resolve()), "--data.batch_size", str(TOTAL_BATCH),
         "--model.network.depth", str(depth), "--trainer.max_epochs", "1",
         "--trainer.limit_train_batches", str(steps), "--trainer.limit_val_batches", "0",
         "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",

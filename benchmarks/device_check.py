@@ -160,18 +160,25 @@ def measure_step(sizes: Sizes, depth: int, gradient: str, scheme: str, device: s
         peak = torch.cuda.max_memory_allocated() - resting if device == "cuda" else saved.total // sizes.timed_steps
         seconds.sort()
         return {"peak_bytes": peak, "step_seconds": seconds[len(seconds) // 2], "oom": False}
-    except torch.OutOfMemoryError:
+    except (torch.OutOfMemoryError, RuntimeError) as error:  # cuBLAS and cuDNN say it as RuntimeErrors
+        if not is_out_of_memory(error):
+            raise
         return {"oom": True}
     finally:
         del stack, optimizer
+
+
+def is_out_of_memory(error: Exception) -> bool:
+    text = str(error)
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text or "ALLOC_FAILED" in text
 
 
 # -- sections -------------------------------------------------------------------------------------
 def cuda_tests(sizes: Sizes, device: str, args) -> dict:
     selection = ["tests/test_cuda.py", "tests/test_data.py"]
     multi_gpu = device == "cuda" and torch.cuda.device_count() >= 2
-    selection += ["tests/test_ddp.py"] if multi_gpu else []
-    keyword = "cuda or syncbatchnorm" + (" or ranks" if multi_gpu else "")
+    selection += ["tests/test_ddp.py"] if multi_gpu else []  # its SyncBatchNorm test: 2 ranks on 2 GPUs
+    keyword = "cuda or syncbatchnorm"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection, "-k", keyword],
         cwd=REPOSITORY, capture_output=True, text=True, timeout=300,
@@ -193,6 +200,7 @@ def stage3_table(sizes: Sizes, device: str, args) -> dict:
                 row["memory_ratio"] = measured["peak_bytes"] / baseline["peak_bytes"]
                 row["time_ratio"] = measured["step_seconds"] / baseline["step_seconds"]
             rows.append(row)
+            args.keep({"rows": rows})
             progress(f"stage 3, depth {depth}, {gradient} {scheme}: {shown_step(row)}")
     return {"ok": True, "rows": rows, "channels": sizes.channels, "maps": sizes.maps, "batch": sizes.batch,
             "memory": MEMORY_MEASURE[device]}  # fmt: skip
@@ -227,6 +235,7 @@ def deepest_under_cap(sizes: Sizes, device: str, args) -> dict:
                 row["images_per_second"] = sizes.batch / measured["step_seconds"]
                 row["peak_bytes"] = measured["peak_bytes"]
             rows.append(row)
+            args.keep({"rows": rows})
             progress(f"under {sizes.cap_bytes / 2**30:.3g} GiB: {gradient} {scheme} trains to depth {deepest}"
                      f"{' (or deeper: the search stops there)' if too_deep is None else ''}")  # fmt: skip
     finally:
@@ -453,6 +462,12 @@ def main() -> int:
             continue
         progress(f"{name} ...")
         started = time.perf_counter()
+
+        def keep(partial: dict, name: str = name) -> None:  # a section's rows so far, should it be cut short
+            results["sections"][name] = {"ok": False, "unfinished": True, **partial}
+            out.write_text(json.dumps(results, indent=1) + "\n")
+
+        args.keep = keep
         try:
             results["sections"][name] = section(sizes, args.device, args)
         except Exception:  # one section failing must not lose the others' measurements

@@ -283,6 +283,7 @@ class ResNodeCLI(LightningCLI):
         with reported_as_input_errors(self):
             super().instantiate_classes()
             self.check_checkpoint_fits()
+            self.check_global_batch(self.active_config())
             if self.subcommand == "fit":
                 self.check_before_fit()
 
@@ -311,7 +312,6 @@ class ResNodeCLI(LightningCLI):
             raise ValueError(f"model.optimizer: {error} (check its init_args in the config or the flags).") from None
         if callable(check_data := getattr(self.datamodule, "check_data", None)):
             check_data()
-        self.check_global_batch(config)
         if launched_rank() == 0:  # decoding errors (a corrupt image) are input errors too; the decoded cache is kept
             self.datamodule.prepare_data()
 
@@ -324,7 +324,7 @@ class ResNodeCLI(LightningCLI):
             return
         processes, accumulate = self.trainer.world_size, self.trainer.accumulate_grad_batches
         per_process = batch_per_process(batch_size, processes)
-        if (processes > 1 or accumulate > 1) and launched_rank() == 0:
+        if self.subcommand == "fit" and (processes > 1 or accumulate > 1) and launched_rank() == 0:
             accumulated = f" x {accumulate} accumulated = {batch_size * accumulate}" if accumulate > 1 else ""
             lr = (config.model.get("optimizer") or {}).get("init_args", {}).get("lr")
             print(
@@ -419,7 +419,9 @@ def point_loggers(loggers: list, root: Path, folder: Path) -> None:
         init_args = logger.init_args
         if logger.class_path.endswith("WandbLogger"):
             init_args.save_dir = str(folder)
-            if not init_args.offline and (offline := offline_by_default()) is not None:
+            if launched_rank() > 0:  # Lightning creates the W&B run on rank 0 alone: no login on the others
+                init_args.offline = True
+            elif not init_args.offline and (offline := offline_by_default()) is not None:
                 init_args.offline = offline
         elif {"save_dir", "version"} <= set(init_args.keys()):  # CSV, TensorBoard: save_dir/name/version
             init_args.save_dir, init_args.name, init_args.version = str(root), folder.parent.name, folder.name

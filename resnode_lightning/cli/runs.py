@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -102,7 +103,10 @@ def announce(folder: Path) -> Path:
     os.environ[RUN_FOLDER_VARIABLE] = str(folder)
     report = os.environ.get(RUN_FOLDER_REPORT_VARIABLE)
     if report and launched_rank() == 0:
-        atomic_write_text(report, str(folder))
+        try:
+            atomic_write_text(report, str(folder))
+        except OSError as error:  # whoever asked has gone: the run goes on
+            warnings.warn(f"could not report the run folder to {report}: {error}", stacklevel=2)
     return folder
 
 

@@ -12,7 +12,9 @@ from lightning.pytorch.loggers import WandbLogger
 
 def wandb_credentials() -> bool:
     """Whether this machine has a W&B API key, as wandb itself finds one (``WANDB_API_KEY``, a
-    ``wandb login`` entry in ~/.netrc, its settings), without prompting or a network call."""
+    ``wandb login`` entry in ~/.netrc, its settings), without prompting. With a key, wandb looks
+    up the account's name over the network (it waits about 5 s for a network there is not: on such
+    a node set ``WANDB_MODE=offline``)."""
     import wandb  # half a second: only for runs with a W&B logger
 
     try:
@@ -27,7 +29,7 @@ def offline_by_default() -> bool | None:
     so that a run never prompts for a login or waits for a network it does not have."""
     if os.environ.get("WANDB_MODE"):
         return None
-    return not wandb_credentials()
+    return not wandb_credentials()  # called on rank 0 only: the W&B run is rank 0's
 
 
 def wandb_loggers(trainer: Trainer) -> list[WandbLogger]:

@@ -106,9 +106,9 @@ class TensorBatches:
         return self._batches(self._epoch, self._delivered)
 
     def _batches(self, epoch: int, start: int) -> Iterator[tuple[Tensor, Tensor]]:
-        indices = self.epoch_indices(epoch)
+        indices = self.epoch_indices(epoch).to(self.images.device)  # once an epoch, where the data is
         for number in range(start, len(self)):
-            index = indices[number * self.batch_size : (number + 1) * self.batch_size].to(self.images.device)
+            index = indices[number * self.batch_size : (number + 1) * self.batch_size]
             self._delivered = number + 1
             yield self.images.index_select(0, index), self.labels.index_select(0, index)
 

@@ -86,7 +86,10 @@ class InMemoryDataModule(ImageDataModule):
         device = self.device
         if any(split.images.device != device for split in self.splits.values()):
             moved: dict[int, Split] = {}  # a split that serves two stages (digits' val and test) moves once
-            self.splits = {name: moved.setdefault(id(split), split.to(device)) for name, split in self.splits.items()}
+            for split in self.splits.values():
+                if id(split) not in moved:
+                    moved[id(split)] = split.to(device)
+            self.splits = {name: moved[id(split)] for name, split in self.splits.items()}
             self._loaders = {}
         if self._loaders and self._sharding == (self.rank, self.world_size):
             return  # keep the loaders, and with them the training epoch and position

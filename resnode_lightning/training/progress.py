@@ -20,7 +20,7 @@ class ResumedEpochProgress(Callback):
         self.pending = False
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.pending = trainer.fit_loop.restarted_mid_epoch
+        self.pending = getattr(trainer.fit_loop, "restarted_mid_epoch", False)  # Lightning 2.5 and later
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if self.pending and trainer.progress_bar_callback is not None:
