@@ -186,12 +186,13 @@ def test_the_cifar_table_2_workflow_runs_as_two_configs(cifar_jpg_root, in_empty
     assert "network.stages.2.stack.blocks.7.conv1.weight" in tuned["state_dict"]
 
 
-def test_the_imagenet_family_trains_on_a_real_jpeg_tree(cifar_jpg_root, in_empty_folder):
+@pytest.mark.parametrize("decode", ["workers", "device"])
+def test_the_imagenet_family_trains_on_a_real_jpeg_tree(cifar_jpg_root, in_empty_folder, decode):
     run(
         "fit", "--config", "imagenet_resnet101_adjoint_stage3.yaml", *DEBUG,
         "--data.init_args.root", str(cifar_jpg_root), "--data.init_args.val_dir", "test",
         "--data.init_args.image_size", "32", "--data.init_args.num_classes", "10",
-        "--data.init_args.batch_size", "16", "--data.init_args.num_workers", "2",
+        "--data.init_args.batch_size", "16", "--data.init_args.num_workers", "2", "--data.init_args.decode", decode,
         "--model.network.init_args.num_classes", "10", "--model.network.init_args.base_width", "4",
         "--model.network.init_args.depth=[2, 2, 4, 2]",
     )  # fmt: skip

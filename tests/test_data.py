@@ -681,3 +681,24 @@ def test_imagenet_refuses_a_wrong_class_count_and_a_missing_folder_naming_them(c
         ImageNetDataModule(root=str(cifar_jpg_root), val_dir="test").setup("fit")
     with pytest.raises(FileNotFoundError, match=f"No images under {cifar_jpg_root / 'val'}.*no download"):
         ImageNetDataModule(root=str(cifar_jpg_root), num_classes=10).setup("fit")
+
+
+def test_imagenet_decoded_in_batches_on_the_device_gives_the_workers_images(cifar_jpg_root):
+    """``decode: device`` reads bytes in the workers and decodes and crops each batch where the
+    trainer runs (here the CPU): the same images as the workers make, up to the JPEG decoders' and
+    resamplers' rounding; training crops of the same shape."""
+    options = dict(root=str(cifar_jpg_root), num_classes=10, image_size=24, batch_size=16, num_workers=0,
+                   val_dir="test")  # fmt: skip
+    batches = {}
+    for decode in ("workers", "device"):
+        data = ImageNetDataModule(**options, decode=decode)
+        data.trainer = SimpleNamespace(training=False, global_rank=0, world_size=1)
+        data.setup("fit")
+        batches[decode] = data.on_before_batch_transfer(next(iter(data.val_dataloader())), 0)
+        if decode == "device":
+            data.trainer.training = True
+            trained, _ = data.on_before_batch_transfer(next(iter(data.train_dataloader())), 0)
+            assert trained.shape == (16, 3, 24, 24) and trained.dtype == torch.uint8
+    (workers, labels), (device, device_labels) = batches["workers"], batches["device"]
+    assert torch.equal(labels, device_labels) and device.shape == workers.shape and device.dtype == torch.uint8
+    assert (device.float() - workers.float()).abs().mean() < 3  # of 255

@@ -1,12 +1,16 @@
-"""ImageNet (or any class-per-folder image set too large for memory): decoded per image in worker processes."""
+"""ImageNet (or any class-per-folder image set too large for memory): decoded per image in worker
+processes, or in batches on the training device (``decode: device``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms import v2
 
 from .constants import IMAGENET_MEAN, IMAGENET_STD
@@ -38,6 +42,13 @@ class ImageNetDataModule(ImageDataModule):
     split** (ImageNet's test labels are not public). Images may have any size (every one is cropped
     to ``image_size``); a corrupt one stops the loader with a ValueError naming the file.
 
+    With ``decode: device`` the workers only read each file's bytes, and the batch is decoded on the
+    training device before transfer (``torchvision.io.decode_jpeg`` on a list: nvJPEG on a GPU),
+    then cropped there with the same transforms: a GPU that eats thousands of images per second
+    needs no dozen CPU workers to decode them. On a CPU trainer the same path decodes on the CPU
+    (the tests use it); images that are not JPEG are decoded one by one on the CPU. A corrupt file
+    then stops the run with torchvision's error, which does not name the file.
+
     Args:
         root: the folder holding the training and validation folders.
         num_classes: the number of class folders; checked against both folders in :meth:`check_data`.
@@ -48,6 +59,8 @@ class ImageNetDataModule(ImageDataModule):
         train_dir: name of the training folder under ``root``.
         val_dir: name of the validation folder under ``root`` (``test`` for a CIFAR-style tree).
         seed: seed of the training shuffle in a single process (under DDP the sampler's seed rules).
+        decode: ``workers`` (decode and crop in the DataLoader workers, the default) or ``device``
+            (decode and crop each batch on the training device).
     """
 
     in_channels = 3
@@ -62,6 +75,7 @@ class ImageNetDataModule(ImageDataModule):
         train_dir: str = "train",
         val_dir: str = "val",
         seed: int = 0,
+        decode: Literal["workers", "device"] = "workers",
     ) -> None:
         for field, value, minimum in (
             ("num_classes", num_classes, 1),
@@ -72,7 +86,9 @@ class ImageNetDataModule(ImageDataModule):
             check_whole_number(field, value, minimum)
         super().__init__(mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=seed)
         self.root, self.num_classes, self.image_size = Path(root).expanduser(), num_classes, image_size
-        self.batch_size, self.num_workers = batch_size, num_workers
+        if decode not in ("workers", "device"):
+            raise ValueError(f"data.decode must be 'workers' or 'device', got {decode!r}: set it in the data section.")
+        self.batch_size, self.num_workers, self.decode = batch_size, num_workers, decode
         self.train_dir, self.val_dir = train_dir, val_dir
         self.datasets: dict[str, ImageFolder] = {}
 
@@ -108,6 +124,8 @@ class ImageNetDataModule(ImageDataModule):
         )
 
     def _image_folder(self, name: str, transform: v2.Transform) -> ImageFolder:
+        if self.decode == "device":  # the workers read bytes; the transforms run on the device, per batch
+            return ClassFolders(str(self.root / name), loader=read_bytes)
         return ClassFolders(str(self.root / name), transform=transform, loader=open_rgb)
 
     def setup(self, stage: str) -> None:
@@ -125,13 +143,37 @@ class ImageNetDataModule(ImageDataModule):
             self.val_dir, v2.Compose([v2.Resize(resize), v2.CenterCrop(self.image_size), v2.PILToTensor()])
         )
         self.datasets, self.classes = {"train": train, "val": val}, train.classes
+        self.device_crops = {
+            True: v2.Compose([v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip()]),
+            False: v2.Compose([v2.Resize(resize), v2.CenterCrop(self.image_size)]),
+        }
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``decode: device``: the batch's JPEG bytes decoded and cropped on the training device."""
+        if self.decode != "device":
+            return batch
+        files, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.decode_batch(files, training), labels
+
+    def decode_batch(self, files: list[bytes], training: bool) -> Tensor:
+        """uint8 (B, 3, image_size, image_size) on :attr:`device` from the encoded files of a batch."""
+        device = self.device
+        files = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
+        try:
+            images = decode_jpeg(files, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:  # one file is no JPEG (ImageNet holds a few PNGs and CMYK JPEGs): one by one
+            images = [decode_image(data, mode=ImageReadMode.RGB).to(device) for data in files]
+        crop = self.device_crops[training]
+        return torch.stack([crop(image) for image in images])
 
     def _loader(self, split: str, training: bool) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its loaders are requested.")
-        on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        on_gpu = self.device.type == "cuda"
         return DataLoader(
             self.datasets[split],
+            collate_fn=encoded_files if self.decode == "device" else None,
             batch_size=batch_per_process(self.batch_size, self.world_size),
             shuffle=training,
             drop_last=training,
@@ -156,3 +198,14 @@ class ImageNetDataModule(ImageDataModule):
     def predict_dataloader(self) -> DataLoader:
         """The validation split."""
         return self._loader("val", training=False)
+
+
+def read_bytes(path: str) -> bytes:
+    """A file's bytes: what a worker sends (plain bytes cross the process boundary by pickling, where
+    many small tensors would each need a shared-memory file descriptor)."""
+    return Path(path).read_bytes()
+
+
+def encoded_files(samples: list[tuple[bytes, int]]) -> tuple[list[bytes], Tensor]:
+    """A batch of (file bytes, label) samples as the list of the files (they differ in length) and the labels."""
+    return [data for data, _ in samples], torch.tensor([label for _, label in samples])
