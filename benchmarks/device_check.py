@@ -24,6 +24,9 @@ measured) and prints one table. Sections:
    default .cache/cifar10-jpg, which ``make device-check`` unpacks from the shared copy): images/s
    and the share of the training loop's time spent waiting for the next batch (Lightning's
    SimpleProfiler).
+7. ``imagenet_decode``: ImageNet batches (224 random resized crops of 500x375 JPEGs, generated)
+   decoded in DataLoader workers against decoded on the GPU in batches (``--data.decode device``):
+   images/s of each.
 
 ``--device cpu --quick`` runs the same code on the CPU at toy sizes in well under a minute; the
 test suite runs it (tests/test_device_check.py), so that the script cannot rot before a GPU comes.
@@ -71,6 +74,7 @@ class Sizes:
         self.timed_steps = 1 if quick else 3
         self.fp16_steps = 5 if quick else 50
         self.fit_steps, self.fit_depth, self.fit_batch = (3, 4, 16) if quick else (200, None, None)
+        self.quick = quick
 
 
 # -- the measured step ----------------------------------------------------------------------------
@@ -376,6 +380,52 @@ def fit(sizes: Sizes, device: str, args) -> dict:
     }
 
 
+def imagenet_decode(sizes: Sizes, device: str, args) -> dict:
+    """Images/s of ImageNet batches (random resized crops) decoded in DataLoader workers and
+    moved to the device, against decoded on the device in batches (``--data.decode device``), on a
+    generated tree of ImageNet-sized JPEGs (500x375, noisy so that they compress as photos do)."""
+    from types import SimpleNamespace
+
+    import numpy
+    from PIL import Image
+
+    from resnode_lightning.data import ImageNetDataModule
+
+    classes, per_class, side, crop, batch = (2, 8, 64, 32, 8) if sizes.quick else (8, 64, 500, 224, 64)
+    root = Path(args.work) / "imagenet-like"
+    generator = numpy.random.default_rng(0)
+    for label in range(classes):
+        folder = root / "train" / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            if not (path := folder / f"{index}.JPEG").is_file():
+                pixels = generator.integers(0, 256, (side * 3 // 4, side, 3), dtype=numpy.uint8)
+                Image.fromarray(pixels).save(path, quality=90)
+    workers = min(8, os.cpu_count() or 1)
+    rates = {}
+    for decode in ("workers", "device"):
+        data = ImageNetDataModule(root=str(root), num_classes=classes, image_size=crop, batch_size=batch,
+                                  num_workers=workers, val_dir="train", decode=decode)  # fmt: skip
+        data.trainer = SimpleNamespace(training=True, global_rank=0, world_size=1,
+                                       strategy=SimpleNamespace(root_device=torch.device(device)))  # fmt: skip
+        data.setup("fit")
+        images, began = 0, None
+        for files, _ in data.train_dataloader():
+            pixels = data.on_before_batch_transfer((files, None), 0)[0].to(device)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if began is None:  # the first batch waits for the workers to start
+                began = time.perf_counter()
+                continue
+            images += len(pixels)
+        rates[decode] = images / (time.perf_counter() - began) if images else float("nan")
+        assert pixels.shape[1:] == (3, crop, crop), pixels.shape
+    progress(f"ImageNet-sized JPEGs: {rates['workers']:.0f} images/s decoded by {workers} workers, "
+             f"{rates['device']:.0f} decoded on {device} in batches")  # fmt: skip
+    return {"ok": True, "workers": workers, "images_per_second": rates, "crop": crop, "jpeg_side": side,
+            "images": classes * per_class}  # fmt: skip
+
+
 SECTIONS: dict[str, Callable] = {
     "cuda_tests": cuda_tests,
     "stage3": stage3_table,
@@ -383,6 +433,7 @@ SECTIONS: dict[str, Callable] = {
     "fp16_adjoint": fp16_adjoint,
     "random_replay": random_replay,
     "fit": fit,
+    "imagenet_decode": imagenet_decode,
 }
 
 
@@ -425,6 +476,9 @@ def section_line(name: str, section: dict) -> str:
                 f"{section['half_precision_backprop_relative_gradient_error']:.1e})")  # fmt: skip
     if name == "random_replay":
         return f"largest difference to backprop {section['largest_difference']:.1e}"
+    if name == "imagenet_decode":
+        rates = section["images_per_second"]
+        return f"{rates['workers']:.0f} images/s by {section['workers']} workers, {rates['device']:.0f} on the device"
     if name == "fit":
         return (f"{section['images_per_second']:.0f} images/s, {100 * section['data_wait_share']:.1f} % of the loop "
                 f"waiting for data")  # fmt: skip

@@ -22,7 +22,8 @@ def test_the_device_check_runs_every_section_on_the_cpu_and_writes_its_json_and_
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(out.read_text())
     sections = results["sections"]
-    assert list(sections) == ["cuda_tests", "stage3", "deepest_under_16gib", "fp16_adjoint", "random_replay", "fit"]
+    assert list(sections) == ["cuda_tests", "stage3", "deepest_under_16gib", "fp16_adjoint", "random_replay", "fit",
+                              "imagenet_decode"]  # fmt: skip
     assert all(section["ok"] for section in sections.values())
     assert "skipped" in sections["cuda_tests"]["summary"]  # collected and skipped here: no CUDA device
     stage3 = {(row["depth"], row["gradient"], row["scheme"]): row for row in sections["stage3"]["rows"]}
@@ -32,4 +33,5 @@ def test_the_device_check_runs_every_section_on_the_cpu_and_writes_its_json_and_
     assert reach["adjoint", "euler"] > reach["backprop", "euler"]
     assert sections["random_replay"]["largest_difference"] == 0.0
     assert sections["fit"]["steps"] == 3 and 0 <= sections["fit"]["data_wait_share"] < 1
+    assert all(rate > 0 for rate in sections["imagenet_decode"]["images_per_second"].values())
     assert "device check on CPU (quick)" in done.stdout and "fp16_adjoint           ok" in done.stdout
