@@ -35,6 +35,7 @@ $(CIFAR): ../shared/data/cifar10-jpg.tar.gz
 bench: install $(CIFAR)
 	$(PY) benchmarks/step_cost.py
 	$(PY) benchmarks/input_pipeline.py --root $(CIFAR)
+	$(PY) benchmarks/imagenet_pipeline.py
 	$(PY) benchmarks/fit_overhead.py --root $(CIFAR)
 	$(PY) benchmarks/ddp_throughput.py --root $(CIFAR)
 	$(PY) benchmarks/gradient_monitor_cost.py
