@@ -284,9 +284,9 @@ def fp16_adjoint(sizes: Sizes, device: str, args) -> dict:
     network = network.to(device).train()
     half = torch.float16 if device == "cuda" else torch.bfloat16
     reference = gradients(network, x, y, "backprop", None)
-    low = relative_error(gradients(network, x, y, "adjoint", half), reference)
-    own = relative_error(gradients(network, x, y, "adjoint", None), reference)  # the adjoint's own, in float32
-    rounding = relative_error(gradients(network, x, y, "backprop", half), reference)  # half precision's own
+    low = flat_error(gradients(network, x, y, "adjoint", half), reference)
+    own = flat_error(gradients(network, x, y, "adjoint", None), reference)  # the adjoint's own, in float32
+    rounding = flat_error(gradients(network, x, y, "backprop", half), reference)  # half precision's own
     return {
         # every step taken, no weight left non-finite, and half precision through the adjoint costs no more
         # than the adjoint's own error plus what half precision costs backprop
@@ -301,10 +301,11 @@ def fp16_adjoint(sizes: Sizes, device: str, args) -> dict:
     }
 
 
-def relative_error(gradients: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
-    """‖g − g_ref‖ / ‖g_ref‖ over all parameters together."""
-    difference = sum((a - b).square().sum() for a, b in zip(gradients, reference))
-    return float(difference.sqrt() / sum(b.square().sum() for b in reference).sqrt())
+def flat_error(gradients: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+    """:func:`~resnode_lightning.diagnostics.relative_error` over all parameters together."""
+    from resnode_lightning.diagnostics import relative_error
+
+    return relative_error(torch.cat([g.flatten() for g in gradients]), torch.cat([g.flatten() for g in reference]))
 
 
 def gradients(network: nn.Module, x: torch.Tensor, y: torch.Tensor, gradient: str, dtype) -> list[torch.Tensor]:

@@ -702,3 +702,8 @@ def test_imagenet_decoded_in_batches_on_the_device_gives_the_workers_images(cifa
     (workers, labels), (device, device_labels) = batches["workers"], batches["device"]
     assert torch.equal(labels, device_labels) and device.shape == workers.shape and device.dtype == torch.uint8
     assert (device.float() - workers.float()).abs().mean() < 3  # of 255
+
+
+def test_an_unknown_decode_is_refused_naming_the_field_and_the_choices():
+    with pytest.raises(ValueError, match="data.decode must be 'workers' or 'device', got 'gpu'"):
+        ImageNetDataModule(root="data", decode="gpu")

@@ -16,6 +16,7 @@ import yaml
 
 from resnode_lightning.cli import main, sweeps
 from resnode_lightning.cli.config_files import shipped_configs
+from resnode_lightning.cli.runs import announce
 from resnode_lightning.cli.sweep_files import SweepFileError, check_sweep, command_line, expand, read_sweep
 
 SWEEPS = {"sweeps/figure4.yaml": 24, "sweeps/figure3a.yaml": 10}
@@ -345,6 +346,13 @@ def test_a_run_folder_is_the_one_the_run_reports_not_whichever_appeared_in_runs_
     assert run_sweep(str(path)) == 0
     assert Path("runs/another/version_0").is_dir()
     assert state(stub_resnode, "tiny")["resnode fit --x=crowded"]["run_folder"] == "runs/stub/version_0"
+
+
+def test_a_run_whose_sweep_cannot_be_told_its_folder_warns_and_goes_on(tmp_path, monkeypatch):
+    (tmp_path / "not_a_folder").write_text("")  # where the report should go, nothing can be written
+    monkeypatch.setenv("RESNODE_RUN_FOLDER_REPORT", str(tmp_path / "not_a_folder" / "run_folder"))
+    with pytest.warns(UserWarning, match="could not report the run folder"):
+        assert announce(tmp_path / "runs" / "x" / "version_0") == tmp_path / "runs" / "x" / "version_0"
 
 
 def test_a_run_that_ignores_sigterm_is_killed_at_the_second_signal(stub_resnode):
