@@ -387,21 +387,12 @@ def imagenet_decode(sizes: Sizes, device: str, args) -> dict:
     generated tree of ImageNet-sized JPEGs (500x375, noisy so that they compress as photos do)."""
     from types import SimpleNamespace
 
-    import numpy
-    from PIL import Image
+    from imagenet_pipeline import jpeg_tree
 
     from resnode_lightning.data import ImageNetDataModule
 
     classes, per_class, side, crop, batch = (2, 8, 64, 32, 8) if sizes.quick else (8, 64, 500, 224, 64)
-    root = Path(args.work) / "imagenet-like"
-    generator = numpy.random.default_rng(0)
-    for label in range(classes):
-        folder = root / "train" / f"class{label}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for index in range(per_class):
-            if not (path := folder / f"{index}.JPEG").is_file():
-                pixels = generator.integers(0, 256, (side * 3 // 4, side, 3), dtype=numpy.uint8)
-                Image.fromarray(pixels).save(path, quality=90)
+    root = jpeg_tree(Path(args.work) / f"imagenet-like-{side}", classes, per_class, side)
     workers = min(8, os.cpu_count() or 1)
     rates = {}
     for decode in ("workers", "device"):

@@ -23,13 +23,15 @@ import torch
 from PIL import Image
 
 
-def jpeg_tree(root: Path, classes: int = 4, per_class: int = 48) -> Path:
+def jpeg_tree(root: Path, classes: int = 4, per_class: int = 48, side: int = 500) -> Path:
+    """``root/train/class<k>/<i>.JPEG``: noisy side x 3/4 side images (500x375 as ImageNet's), which
+    compress as photos do, not as flat colour."""
     generator = numpy.random.default_rng(0)
     for label in range(classes):
         folder = root / "train" / f"class{label}"
         folder.mkdir(parents=True, exist_ok=True)
         for index in range(per_class):
-            pixels = generator.integers(0, 256, (375, 500, 3), dtype=numpy.uint8)
+            pixels = generator.integers(0, 256, (side * 3 // 4, side, 3), dtype=numpy.uint8)
             Image.fromarray(pixels).save(folder / f"{index}.JPEG", quality=90)
     return root
 
