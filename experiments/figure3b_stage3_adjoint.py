@@ -22,6 +22,14 @@ images of the batch: the error the training actually met.
     python experiments/figure3b_stage3_adjoint.py   # ~12 min alone on 2 cores; resumable (finished runs are kept)
 
 Writes docs/results/figure3b_stage3_adjoint.{json,png}.
+
+The run that can fail is the one whose residuals do not start at zero: its gradient error is 3-5 %
+from the start. `long` trains it, and backprop beside it, LONG_EPOCHS epochs (4x the steps) for
+each of LONG_SEEDS, so that the error has time to compound:
+
+    python experiments/figure3b_stage3_adjoint.py long   # ~50 min alone on 2 cores; resumable
+
+Writes docs/results/figure3b_nonzero_long.{json,png}.
 """
 
 from __future__ import annotations
@@ -42,20 +50,31 @@ from resnode_lightning.cli.runs import RUNS as RUNS_FOLDER
 from resnode_lightning.cli.runs import versions
 
 BASE_WIDTH, EPOCHS, BATCHES, VAL_BATCHES, ANCHOR_EVERY, MONITOR_EVERY = 8, 3, 50, 20, 4, 10
+LONG_EPOCHS, LONG_SEEDS, LONG_MONITOR_EVERY = 12, [0, 1], 25
 STAGE3 = "stages.2.stack"
 COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:gray", "tab:red"]
 HERE = WORK / "figure3b" / f"width{BASE_WIDTH}_{EPOCHS}x{BATCHES}_val{VAL_BATCHES}_every{MONITOR_EVERY}"
-COMMON = [
-    "fit", "--config", "cifar_resnet101.yaml", "--data.root", str(CIFAR),
-    "--model.network.base_width", str(BASE_WIDTH), "--trainer.max_epochs", str(EPOCHS),
-    "--trainer.limit_train_batches", str(BATCHES), "--trainer.limit_val_batches", str(VAL_BATCHES),
-    "--model.lr_scheduler", "null", "--trainer.enable_progress_bar", "false", "--checkpoint.save_last", "false",
-]  # fmt: skip
-MONITOR = [
-    "--trainer.callbacks+=resnode_lightning.training.GradientErrorMonitor",
-    "--trainer.callbacks.every_n_steps", str(MONITOR_EVERY), "--trainer.callbacks.samples", "16",
-]  # fmt: skip
-ADJOINT_IN_STAGE3 = ["--model.network.gradient=[backprop, backprop, adjoint, backprop]", *MONITOR]
+LONG_HERE = WORK / "figure3b" / f"width{BASE_WIDTH}_{LONG_EPOCHS}x{BATCHES}_val{VAL_BATCHES}_every{LONG_MONITOR_EVERY}"
+
+
+def common(epochs: int) -> list[str]:
+    return [
+        "fit", "--config", "cifar_resnet101.yaml", "--data.root", str(CIFAR),
+        "--model.network.base_width", str(BASE_WIDTH), "--trainer.max_epochs", str(epochs),
+        "--trainer.limit_train_batches", str(BATCHES), "--trainer.limit_val_batches", str(VAL_BATCHES),
+        "--model.lr_scheduler", "null", "--trainer.enable_progress_bar", "false", "--checkpoint.save_last", "false",
+    ]  # fmt: skip
+
+
+def adjoint_in_stage3(monitor_every: int) -> list[str]:
+    return [
+        "--model.network.gradient=[backprop, backprop, adjoint, backprop]",
+        "--trainer.callbacks+=resnode_lightning.training.GradientErrorMonitor",
+        "--trainer.callbacks.every_n_steps", str(monitor_every), "--trainer.callbacks.samples", "16",
+    ]  # fmt: skip
+
+
+ADJOINT_IN_STAGE3 = adjoint_in_stage3(MONITOR_EVERY)
 NONZERO_RESIDUALS = ["--model.network.zero_init_last_bn", "false"]
 RUNS = {
     "backprop": [],
@@ -66,20 +85,25 @@ RUNS = {
     "backprop, residuals not zero at start": NONZERO_RESIDUALS,
     "adjoint in stage 3, residuals not zero at start": [*ADJOINT_IN_STAGE3, *NONZERO_RESIDUALS],
 }  # fmt: skip
+LONG_RUNS = {
+    f"{name}, seed {seed}": [*arguments, *NONZERO_RESIDUALS, "--seed_everything", str(seed)]
+    for seed in LONG_SEEDS
+    for name, arguments in [("backprop", []), ("adjoint in stage 3", adjoint_in_stage3(LONG_MONITOR_EVERY))]
+}
 
 
-def train(name: str, arguments: list[str]) -> Path:
+def train(name: str, arguments: list[str], here: Path = HERE, epochs: int = EPOCHS) -> Path:
     """Run one variant in a folder of its own for these settings, unless a finished run is there (a run
     stopped midway is trained again); its run folder."""
-    work = HERE / name.replace(" ", "_").replace(",", "")
+    work = here / name.replace(" ", "_").replace(",", "")
     runs = set(versions(work / RUNS_FOLDER / "cifar_resnet101"))
-    finished = [folder for folder in runs if len(validation_curve(folder)) == EPOCHS]
+    finished = [folder for folder in runs if len(validation_curve(folder)) == epochs]
     if finished:
         print(f"== {name}: finished before ({finished[0]})", flush=True)
         return finished[0]
     work.mkdir(parents=True, exist_ok=True)
     print(f"== {name}", flush=True)
-    command = [sys.executable, "-m", "resnode_lightning", *COMMON, *arguments]
+    command = [sys.executable, "-m", "resnode_lightning", *common(epochs), *arguments]
     subprocess.run(command, cwd=work, env={**os.environ, "WANDB_MODE": "disabled"}, check=True)
     (folder,) = set(versions(work / RUNS_FOLDER / "cifar_resnet101")) - runs
     return folder
@@ -101,9 +125,7 @@ def main() -> None:
         record["runs"] = {
             name: {
                 "accuracy_per_epoch": validation_curve(folder),
-                "run_seconds": round(
-                    (folder / "metrics.csv").stat().st_mtime - (folder / "config.yaml").stat().st_mtime
-                ),
+                "run_seconds": run_seconds(folder),
                 "stage3_gradient_error": monitored_errors(folder, STAGE3),
             }
             for name, folder in folders.items()
@@ -125,5 +147,40 @@ def main() -> None:
         figure.savefig(figure_path("figure3b_stage3_adjoint"), dpi=120)
 
 
+def long() -> None:
+    with timed("figure3b_nonzero_long") as record:
+        folders = {name: train(name, arguments, LONG_HERE, LONG_EPOCHS) for name, arguments in LONG_RUNS.items()}
+        record["setting"] = (
+            f"cifar_resnet101.yaml, base width {BASE_WIDTH}, residuals not zero at start (zero_init_last_bn false), "
+            f"from scratch; {LONG_EPOCHS} epochs x {BATCHES} batches of 128, lr 0.1, seeds {LONG_SEEDS}; accuracy "
+            f"on {VAL_BATCHES * 128} test images; stage-3 gradient error on 16 images every {LONG_MONITOR_EVERY} steps"
+        )
+        record["runs"] = {
+            name: {
+                "accuracy_per_epoch": validation_curve(folder),
+                "run_seconds": run_seconds(folder),
+                "stage3_gradient_error": monitored_errors(folder, STAGE3),
+            }
+            for name, folder in folders.items()
+        }
+        figure, (accuracy, error) = plt.subplots(1, 2, figsize=(11, 4))
+        for name, run in record["runs"].items():
+            color = COLORS[LONG_SEEDS.index(int(name.rsplit(" ", 1)[1]))]
+            style = "--" if name.startswith("adjoint") else "-"
+            curve = run["accuracy_per_epoch"]
+            accuracy.plot(range(1, len(curve) + 1), curve, style, marker="o", color=color, label=name)
+            if run["stage3_gradient_error"]:
+                steps, median, _ = zip(*run["stage3_gradient_error"])
+                error.semilogy(steps, median, style, marker=".", color=color, label=name)
+        title = f"ResNet-101 (width {BASE_WIDTH}), residuals not zero at start, CIFAR-10"
+        accuracy.set(xlabel="epoch", ylabel="test accuracy", title=title)
+        error.set(xlabel="training step", ylabel="median relative gradient error",
+                  title="the adjoint's error in stage 3 during training")  # fmt: skip
+        accuracy.legend()
+        error.legend()
+        figure.tight_layout()
+        figure.savefig(figure_path("figure3b_nonzero_long"), dpi=120)
+
+
 if __name__ == "__main__":
-    main()
+    long() if sys.argv[1:2] == ["long"] else main()

@@ -1,22 +1,31 @@
 """Figure 4 at CPU scale: the simple ResNet at depth 2 .. 64, Euler/Heun x backprop/adjoint, on real CIFAR-10.
 
 The paper (90 epochs on V100s): the adjoint fails at small depth and joins backprop at large depth;
-Heun with the adjoint at least as good as Euler with it. Here each of the 24 runs of the shipped
-sweep `sweeps/figure4.yaml` trains for EPOCHS epochs of BATCHES batches of 256 images (a random
-part of the training set per epoch) at a constant learning rate 0.1, and is evaluated on the first
-VAL_BATCHES batches of the test set after each epoch (its best epoch counts): a CPU-scale version, far from the paper's
-accuracies. GradientErrorMonitor measures, every MONITOR_EVERY steps on 16 images of the batch,
-how far the adjoint runs' gradients are from exact ones: the error their training met.
+Heun with the adjoint at least as good as Euler with it; test error falls with depth. Here each of
+the 24 runs of the shipped sweep `sweeps/figure4.yaml` trains for EPOCHS epochs of BATCHES batches
+of 256 images (a random part of the training set per epoch) at a constant learning rate 0.1,
+scaled by the depth N for the stack's parameters as the paper's code trained it
+(`--model.scale_stack_lr_by_depth true`: with h = 1/N each block moves by 1/N of its update, so
+without it deeper networks learn more slowly), once per seed in SEEDS. Each run is evaluated on
+the first VAL_BATCHES batches of the test set after each epoch (its best epoch counts): a CPU-scale
+version, far from the paper's accuracies. GradientErrorMonitor measures, every MONITOR_EVERY steps
+on 16 images of the batch, how far the adjoint runs' gradients are from exact ones: the error
+their training met. Test errors are compared seed by seed (the same seed gives backprop and the
+adjoint the same initialisation and batches).
 
-    python experiments/figure4_depth.py run    # the sweep, resumable; ~50 min alone on 2 cores
-    python experiments/figure4_depth.py plot   # docs/results/figure4_depth.{json,png} from the finished runs
+    python experiments/figure4_depth.py run [SEED ...]   # one sweep per seed (default all), resumable;
+                                                         # ~50 min a seed alone on 2 cores
+    python experiments/figure4_depth.py plot             # docs/results/figure4_depth.{json,png}
 
-Runs go to .cache/experiments/figure4/<EPOCHS>x<BATCHES>/ (ignored); the CIFAR-10 JPEGs are read from
-.cache/cifar10-jpg (`make .cache/cifar10-jpg` unpacks the shared copy).
+Two seeds at once use the 2 cores better than one (1.6x the runs per hour measured here):
+`OMP_NUM_THREADS=1 python experiments/figure4_depth.py run 0 & OMP_NUM_THREADS=1 ... run 1`.
+Runs go to .cache/experiments/figure4/<EPOCHS>x<BATCHES>_lr_x_depth/seed<S>/ (ignored); the CIFAR-10
+JPEGs are read from .cache/cifar10-jpg (`make .cache/cifar10-jpg` unpacks the shared copy).
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 
 import matplotlib
@@ -27,13 +36,15 @@ from results import best_accuracy, figure_path, monitored_errors, timed
 from sweep_runs import CIFAR, WORK, finished_runs, run_sweep, sweep_wall_seconds
 
 EPOCHS, BATCHES, VAL_BATCHES, MONITOR_EVERY = 6, 50, 20, 25
-HERE = WORK / "figure4" / f"{EPOCHS}x{BATCHES}"
+SEEDS = [0, 1, 2]
+HERE = WORK / "figure4" / f"{EPOCHS}x{BATCHES}_lr_x_depth"
 CPU_SCALE = [
     "--data.root", str(CIFAR), "--trainer.max_epochs", str(EPOCHS),
     "--trainer.limit_train_batches", str(BATCHES), "--trainer.limit_val_batches", str(VAL_BATCHES),
     "--model.lr_scheduler", "null", "--trainer.enable_progress_bar", "false", "--checkpoint.save_last", "false",
     "--trainer.callbacks+=resnode_lightning.training.GradientErrorMonitor",
     "--trainer.callbacks.every_n_steps", str(MONITOR_EVERY), "--trainer.callbacks.samples", "16",
+    "--model.scale_stack_lr_by_depth", "true",
 ]  # fmt: skip
 CURVES = [
     ("euler", "adjoint", "r--"), ("euler", "backprop", "r-"), ("heun", "adjoint", "b--"), ("heun", "backprop", "b-")
@@ -41,42 +52,96 @@ CURVES = [
 NAMES = {"euler": "ResNet", "heun": "HeunNet"}
 
 
-def run() -> None:
-    run_sweep("figure4", CPU_SCALE, HERE)
+def seeded(seed: int) -> list[str]:
+    return [*CPU_SCALE, "--seed_everything", str(seed)]
+
+
+def run(seeds: list[int]) -> None:
+    """The sweep once per seed, each in a folder of its own (so that two seeds can run at once)."""
+    for seed in seeds:
+        run_sweep("figure4", seeded(seed), HERE / f"seed{seed}")
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Mean, sample standard deviation, min and max of a cell's values over its seeds."""
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+        "seeds": len(values),
+    }
+
+
+def paired(cells: dict, minuend: tuple[str, str], subtrahend: tuple[str, str], depth: int) -> dict | None:
+    """The test error of ``minuend`` less that of ``subtrahend`` (scheme, gradient) at one depth, seed by
+    seed (same seed: same initialisation and batches), with its spread over the seeds both finished."""
+    first, second = cells.get((*minuend, depth), {}), cells.get((*subtrahend, depth), {})
+    seeds = sorted(first.keys() & second.keys())
+    if not seeds:
+        return None
+    differences = [first[seed]["test_error"] - second[seed]["test_error"] for seed in seeds]
+    return {"per_seed": [round(d, 4) for d in differences], **spread(differences)}
 
 
 def plot() -> None:
     with timed("figure4_depth") as record:
-        results = []
-        for swept, folder in finished_runs("figure4", CPU_SCALE, HERE):
-            errors = [float(f"{median:.3g}") for _, median, _ in monitored_errors(folder, "stack")]
-            results.append({
-                "depth": int(swept["depth"]), "scheme": swept["scheme"], "gradient": swept["gradient"],
-                "test_error": round(1 - best_accuracy(folder), 4),
-                "gradient_error_per_check": errors,
-                "final_gradient_error": errors[-1] if errors else None,
-            })  # fmt: skip
-        results.sort(key=lambda r: (r["scheme"], r["gradient"], r["depth"]))
+        cells: dict[tuple[str, str, int], dict[int, dict]] = {}
+        for seed in SEEDS:
+            for swept, folder in finished_runs("figure4", seeded(seed), HERE / f"seed{seed}"):
+                errors = [float(f"{median:.3g}") for _, median, _ in monitored_errors(folder, "stack")]
+                key = (swept["scheme"], swept["gradient"], int(swept["depth"]))
+                cells.setdefault(key, {})[seed] = {
+                    "test_error": round(1 - best_accuracy(folder), 4),
+                    "gradient_error_per_check": errors,
+                    "final_gradient_error": errors[-1] if errors else None,
+                }
+        depths = sorted({depth for _, _, depth in cells})
         record["setting"] = (
-            f"{EPOCHS} epochs x {BATCHES} batches of 256, lr 0.1, error on {VAL_BATCHES * 256} test images; "
-            f"adjoint's gradient error (median relative error over the stack's parameter tensors) on 16 images "
-            f"every {MONITOR_EVERY} steps"
+            f"{EPOCHS} epochs x {BATCHES} batches of 256, lr 0.1 and N x 0.1 for the stack's parameters "
+            f"(scale_stack_lr_by_depth), seeds {SEEDS}; best test error over the epochs on {VAL_BATCHES * 256} "
+            f"test images; adjoint's gradient error (median relative error over the stack's parameter tensors) "
+            f"on 16 images every {MONITOR_EVERY} steps"
         )
-        record["sweep_wall_seconds"] = sweep_wall_seconds("figure4", HERE)
-        record["runs"] = results
+        record["sweep_wall_seconds"] = {seed: sweep_wall_seconds("figure4", HERE / f"seed{seed}") for seed in SEEDS}
+        record["cells"] = [
+            {
+                "scheme": scheme, "gradient": gradient, "depth": depth,
+                "test_error": spread([run["test_error"] for run in runs.values()]),
+                "final_gradient_error": {
+                    seed: run["final_gradient_error"] for seed, run in runs.items() if run["final_gradient_error"]
+                },
+                "runs": runs,
+            }
+            for (scheme, gradient, depth), runs in sorted(cells.items())
+        ]  # fmt: skip
+        record["adjoint_minus_backprop"] = {
+            scheme: {depth: paired(cells, (scheme, "adjoint"), (scheme, "backprop"), depth) for depth in depths}
+            for scheme in NAMES
+        }
+        record["heun_minus_euler_with_the_adjoint"] = {
+            depth: paired(cells, ("heun", "adjoint"), ("euler", "adjoint"), depth) for depth in depths
+        }
         figure, (error, gradient_error) = plt.subplots(1, 2, figsize=(11, 4))
         for scheme, gradient, style in CURVES:
-            curve = sorted((r for r in results if (r["scheme"], r["gradient"]) == (scheme, gradient)),
-                           key=lambda r: r["depth"])  # fmt: skip
+            curve = [(depth, cells[scheme, gradient, depth]) for depth in depths if (scheme, gradient, depth) in cells]
             if not curve:
                 continue
-            depths = [r["depth"] for r in curve]
+            x = [depth for depth, _ in curve]
+            values = [spread([run["test_error"] for run in runs.values()]) for _, runs in curve]
             label = f"{NAMES[scheme]} + {gradient}"
-            error.semilogx(depths, [r["test_error"] for r in curve], style, marker="o", base=2, label=label)
+            error.errorbar(x, [v["mean"] for v in values], yerr=[v["std"] or 0 for v in values], fmt=style,
+                           marker="o", capsize=3, label=label)  # fmt: skip
             if gradient == "adjoint":
-                gradient_error.plot(depths, [r["final_gradient_error"] for r in curve], style, marker="o", label=label)
-        error.set(xlabel="depth N", ylabel="test error", title=f"Figure 4 at CPU scale ({EPOCHS} short epochs)")
-        gradient_error.set(xlabel="depth N", ylabel="median relative gradient error",
+                finals = [[run["final_gradient_error"] for run in runs.values()] for _, runs in curve]
+                middle = [statistics.median(f) for f in finals]
+                bounds = [[m - min(f) for m, f in zip(middle, finals)], [max(f) - m for m, f in zip(middle, finals)]]
+                gradient_error.errorbar(x, middle, yerr=bounds, fmt=style, marker="o", capsize=3, label=label)
+        seeds = f"{len(SEEDS)} seeds"
+        error.set(xlabel="depth N", ylabel=f"test error (mean ± std, {seeds})",
+                  title=f"Figure 4 at CPU scale ({EPOCHS} short epochs, lr x N in the stack)")  # fmt: skip
+        error.set_xscale("log", base=2)
+        gradient_error.set(xlabel="depth N", ylabel=f"median relative gradient error (median, min-max of {seeds})",
                            title="the adjoint's gradient error at the last check")  # fmt: skip
         gradient_error.set_xscale("log", base=2)
         gradient_error.set_yscale("log")
@@ -87,4 +152,7 @@ def plot() -> None:
 
 
 if __name__ == "__main__":
-    {"run": run, "plot": plot}[sys.argv[1] if len(sys.argv) > 1 else "run"]()
+    if sys.argv[1:2] == ["plot"]:
+        plot()
+    else:
+        run([int(seed) for seed in sys.argv[2:]] or SEEDS)

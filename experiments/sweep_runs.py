@@ -53,8 +53,11 @@ def sweep_wall_seconds(name: str, work: Path = WORK) -> float | None:
 def finished_runs(name: str, extra: list[str], work: Path = WORK) -> list[tuple[dict[str, str], Path]]:
     """The runs the sweep finished with these ``extra`` words (runs of other settings in the same state
     file are left out): each as ({short name: value} of its command line's --key=value words, e.g.
-    {"depth": "8"}, run folder)."""
-    state = json.loads((work / "runs" / "sweeps" / f"{name}.json").read_text())
+    {"depth": "8"}, run folder); none when the sweep has not started there."""
+    path = work / "runs" / "sweeps" / f"{name}.json"
+    if not path.is_file():
+        return []
+    state = json.loads(path.read_text())
     runs = []
     for line, run in state.items():
         if run.get("status") == "finished" and run.get("run_folder") and shlex.join(extra) in line:
