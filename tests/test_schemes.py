@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from resnode_lightning.numerics import ResidualStack
+from resnode_lightning.numerics import SCHEMES, ResidualStack
 
 
 def linear_ode_error(scheme: str, depth: int) -> float:
@@ -49,3 +49,22 @@ def test_classical_step_is_plain_resnet():
     for b in blocks:
         expected = expected + b(expected)
     assert torch.allclose(ResidualStack(blocks, step="1")(x), expected)
+
+
+@pytest.mark.parametrize("name", ["euler", "heun"])
+def test_each_step_rule_is_its_butcher_tableau(name):
+    """x_{n+1} = x_n + h Σ_i b_i k_i with k_i = f(x_n + h Σ_j a_ij k_j): the tableau the adjoint
+    differentiates stage by stage is the step the forward pass takes."""
+    torch.manual_seed(0)
+    scheme = SCHEMES[name]
+    f, f_next = nn.Linear(4, 4).double(), nn.Linear(4, 4).double()
+    x, h = torch.randn(3, 4, dtype=torch.float64), 0.3
+    with torch.no_grad():
+        ks: list[torch.Tensor] = []
+        for stage in scheme.stages:
+            y = x + h * sum((a * k for a, k in zip(stage.a, ks)), torch.zeros_like(x))
+            ks.append((f_next if stage.next else f)(y))
+        from_tableau = x + h * sum(stage.b * k for stage, k in zip(scheme.stages, ks))
+        stepped, first = scheme.step(x, h, f, f_next)
+    torch.testing.assert_close(stepped, from_tableau)
+    torch.testing.assert_close(first, ks[0])

@@ -11,6 +11,10 @@ of the step at the rebuilt state:
         x_{n+1}' = step(x̃_n)  recomputed with autograd on
         dL/dθ += [∂_θ x_{n+1}']^T a_{n+1},   a_n = [∂_x x_{n+1}']^T a_{n+1}
 
+The vector-Jacobian product is taken stage by stage from the scheme's Butcher tableau
+(``_step_vjp``): each evaluation f_i(y_i) gets its own graph, and the linear combination
+x_{n+1} = x_n + h Σ_i b_i k_i is neither recomputed nor differentiated, only its transpose applied.
+
 !!! warning
     The gradients are approximate: x̃_n differs from x_n by the reversal's accumulated error,
     O(1/N) for Euler and O(Δ/N + 1/N²) for Heun, Δ = max ‖θ_{n+1} − θ_n‖ (Prop. 3-6). They are
@@ -97,14 +101,10 @@ class AdjointRun:
     def is_anchor(self, n: int) -> bool:
         return self.anchor_every is not None and n % self.anchor_every == 0
 
-    def step_parameters(self, n: int, trainable: set[int]) -> list[Tensor]:
-        """The trainable parameters that step n depends on, each once."""
-        modules = {id(self.blocks[n]): self.blocks[n]}
-        if self.scheme.evaluations > 1:
-            second = self.blocks[second_stage_index(n, len(self.blocks))]
-            modules.setdefault(id(second), second)
-        params = (p for m in modules.values() for p in m.parameters())
-        return list({id(p): p for p in params if id(p) in trainable}.values())
+    def stage_parameters(self, n: int, trainable: set[int]) -> list[list[Tensor]]:
+        """For each stage of step n, the trainable parameters of the block that stage evaluates."""
+        indices = [second_stage_index(n, len(self.blocks)) if stage.next else n for stage in self.scheme.stages]
+        return [[p for p in self.blocks[i].parameters() if id(p) in trainable] for i in indices]
 
 
 def _autocast_state(device_type: str) -> tuple[str, bool, torch.dtype]:
@@ -147,9 +147,9 @@ class AdjointIntegration(torch.autograd.Function):
         anchors = dict(zip(range(0, len(run.blocks), run.anchor_every or 1), stored))
         need_input = ctx.needs_input_grad[0]
         trainable = {id(p) for p, need in zip(ctx.params, ctx.needs_input_grad[2:]) if need}
-        step_params = [run.step_parameters(n, trainable) for n in range(len(run.blocks))]
+        step_params = [run.stage_parameters(n, trainable) for n in range(len(run.blocks))]
         # Below the lowest step with a trainable parameter there is nothing to differentiate.
-        stop = 0 if need_input else next((n for n, ps in enumerate(step_params) if ps), len(step_params))
+        stop = 0 if need_input else next((n for n, ps in enumerate(step_params) if any(ps)), len(step_params))
 
         grads: dict[int, Tensor] = {}
         cached: tuple[nn.Module, Tensor] | None = None  # f_{n+1}(x̃_{n+1}) from the recompute above
@@ -165,22 +165,66 @@ class AdjointIntegration(torch.autograd.Function):
                 else:
                     first = _first_reverse_evaluation(run, replay, n, x, f, f_next, cached)
                     x = run.scheme.reverse(x, run.h, f, f_next, first)
-                need_state = need_input or n > stop
                 with torch.enable_grad():
-                    state = x.detach().requires_grad_(need_state)
-                    x_next, k = run.scheme.step(state, run.h, f, f_next)
-                    inputs = ([state] if need_state else []) + step_params[n]
-                    _refuse_foreign_leaves(x_next, inputs, run, n)
-                    vjp = torch.autograd.grad(x_next, inputs, a, allow_unused=True)
-                cached = None if replay.draws((n, 0)) else (run.blocks[n], k.detach())
-                if need_state:
-                    a, vjp = vjp[0], vjp[1:]
-                for p, g in zip(step_params[n], vjp):
-                    if g is None:  # a parameter the block holds but does not use, as in backprop
-                        continue
-                    # Out of place: autograd may hand one tensor to several parameters.
-                    grads[id(p)] = grads[id(p)] + g if id(p) in grads else g
+                    a, k = _step_vjp(run, n, x, (f, f_next), a, step_params[n], need_input or n > stop, grads)
+                cached = None if replay.draws((n, 0)) else (run.blocks[n], k)
         return (a if need_input else None, None, *(grads.get(id(p)) for p in ctx.params))
+
+
+def _step_vjp(
+    run: AdjointRun,
+    n: int,
+    x: Tensor,
+    functions: tuple[ResidualFunction, ResidualFunction],
+    a: Tensor,
+    stage_params: list[list[Tensor]],
+    need_state: bool,
+    grads: dict[int, Tensor],
+) -> tuple[Tensor | None, Tensor]:
+    """The vector-Jacobian product of step n at the rebuilt state x, stage by stage from the
+    scheme's Butcher tableau (stage inputs y_i = x + h Σ_j a_ij k_j, k_i = f_i(y_i)):
+
+        k̄_i = h b_i a_{n+1} + h Σ_{j>i} a_ji ȳ_j,   (ȳ_i, θ̄_i) = [∂ f_i(y_i)]^T k̄_i,
+        a_n = a_{n+1} + Σ_i ȳ_i
+
+    which is autograd through x_{n+1} = x + h Σ_i b_i k_i without recomputing that combination
+    or differentiating it. Adds θ̄_i into ``grads`` (out of place: autograd may hand one tensor to
+    several parameters). Returns a_n (None unless ``need_state``) and k_0 = f_n(x), detached."""
+    stages = run.scheme.stages
+    inputs: list[Tensor] = []
+    outputs: list[Tensor] = []
+    for i, stage in enumerate(stages):
+        y = x
+        for k_j, a_ij in zip(outputs, stage.a):
+            y = y.add(k_j.detach(), alpha=run.h * a_ij)
+        y = y.detach().requires_grad_(need_state or i > 0)
+        inputs.append(y)
+        outputs.append(functions[1 if stage.next else 0](y))
+    y_bars: list[Tensor | None] = [None] * len(stages)
+    for i in reversed(range(len(stages))):
+        y, k, params = inputs[i], outputs[i], stage_params[i]
+        wrt = ([y] if y.requires_grad else []) + params
+        if not wrt or not k.requires_grad:  # nothing here depends on what is differentiated
+            continue
+        k_bar = a * (run.h * stages[i].b)
+        for j in range(i + 1, len(stages)):
+            if y_bars[j] is not None and stages[j].a[i]:
+                k_bar = k_bar.add(y_bars[j], alpha=run.h * stages[j].a[i])
+        _refuse_foreign_leaves(k, wrt, run, n)
+        vjp = torch.autograd.grad(k, wrt, k_bar.to(k.dtype), allow_unused=True)
+        if y.requires_grad:
+            y_bars[i], vjp = vjp[0], vjp[1:]
+        for p, g in zip(params, vjp):
+            if g is None:  # a parameter the block holds but does not use, as in backprop
+                continue
+            grads[id(p)] = grads[id(p)] + g if id(p) in grads else g
+    a_n = None
+    if need_state:
+        a_n = a
+        for y_bar in y_bars:
+            if y_bar is not None:
+                a_n = a_n + y_bar
+    return a_n, outputs[0].detach()
 
 
 def _first_reverse_evaluation(

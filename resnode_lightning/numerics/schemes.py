@@ -7,17 +7,34 @@ and the checkpointed path all call the functions below, so the rules live in one
 
 Each rule returns, besides x_{n+1}, its first evaluation k = f_n(x_n): the adjoint reuses it to
 rebuild the previous state when the next reversal needs exactly that evaluation.
+
+Each rule also states its Butcher tableau (``stages``): the adjoint differentiates a step stage by
+stage from it, without differentiating the combination x_{n+1} = x_n + h Σ_i b_i k_i.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from torch import Tensor
 
 ResidualFunction = Callable[[Tensor], Tensor]
 SchemeName = Literal["euler", "heun"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Stage i of an explicit Runge-Kutta step, one row of its Butcher tableau:
+
+    k_i = f(x_n + h Σ_{j<i} a_j k_j)   with f = f_{n+1} if ``next`` else f_n
+    x_{n+1} = x_n + h Σ_i b_i k_i
+    """
+
+    next: bool
+    a: tuple[float, ...]
+    b: float
 
 
 class Euler:
@@ -32,9 +49,9 @@ class Euler:
 
     name = "euler"
     order = 1
-    evaluations = 1
     # The reversal's one evaluation is f_n(x̃_{n+1}): it uses the step's own function.
     reversal_evaluates_next = False
+    stages = (Stage(next=False, a=(), b=1.0),)
 
     @staticmethod
     def step(x: Tensor, h: float, f: ResidualFunction, f_next: ResidualFunction) -> tuple[Tensor, Tensor]:
@@ -66,9 +83,9 @@ class Heun:
 
     name = "heun"
     order = 2
-    evaluations = 2
     # The reversal starts with f_{n+1}(x̃_{n+1}), the first evaluation of step n+1.
     reversal_evaluates_next = True
+    stages = (Stage(next=False, a=(), b=0.5), Stage(next=True, a=(1.0,), b=0.5))
 
     @staticmethod
     def step(x: Tensor, h: float, f: ResidualFunction, f_next: ResidualFunction) -> tuple[Tensor, Tensor]:
