@@ -35,3 +35,34 @@ def test_the_device_check_runs_every_section_on_the_cpu_and_writes_its_json_and_
     assert sections["fit"]["steps"] == 3 and 0 <= sections["fit"]["data_wait_share"] < 1
     assert all(rate > 0 for rate in sections["imagenet_decode"]["images_per_second"].values())
     assert "device check on CPU (quick)" in done.stdout and "fp16_adjoint           ok" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("error", "counted"),
+    [
+        (RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"), True),
+        (RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR, CUDA out of memory"), True),
+        (RuntimeError("Expected all tensors to be on the same device"), False),
+    ],
+)
+def test_an_allocation_failure_of_cublas_or_cudnn_counts_as_out_of_memory_other_errors_stop_the_check(
+    monkeypatch, error, counted
+):
+    """cuBLAS and cuDNN report a full GPU as RuntimeErrors, not torch.OutOfMemoryError: the search for the
+    deepest stack that fits counts them as "does not fit"; any other error is a bug and is raised."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import device_check
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+    def fails(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(device_check, "stage3", fails)
+    sizes = device_check.Sizes(quick=True)
+    if counted:
+        assert device_check.measure_step(sizes, 2, "adjoint", "euler", "cpu") == {"oom": True}
+    else:
+        with pytest.raises(RuntimeError, match="same device"):
+            device_check.measure_step(sizes, 2, "adjoint", "euler", "cpu")

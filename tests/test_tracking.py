@@ -115,3 +115,20 @@ def test_without_an_account_a_run_goes_offline_and_its_wandb_folder_holds_the_co
         "system/peak_memory_mib",
     } <= history
     assert summary["best_checkpoint"] == "runs/cifar_adjoint/version_0/checkpoints/best.ckpt"
+
+
+@pytest.mark.parametrize(("rank", "looked_up"), [(0, True), (1, False)])
+def test_only_rank_0_asks_wandb_for_an_account_the_others_stay_offline(monkeypatch, rank, looked_up):
+    """Lightning creates the W&B run on rank 0 alone: the other ranks neither log in nor wait for a
+    network, their (unused) loggers are offline."""
+    from jsonargparse import Namespace
+
+    from resnode_lightning.cli import app
+
+    asked = []
+    monkeypatch.setattr(app, "launched_rank", lambda: rank)
+    monkeypatch.setattr(app, "offline_by_default", lambda: asked.append(True) or False)
+    logger = Namespace(class_path="lightning.pytorch.loggers.WandbLogger", init_args=Namespace(offline=False))
+    app.point_loggers([logger], app.Path("runs"), app.Path("runs/net/version_0"))
+    assert bool(asked) == looked_up
+    assert logger.init_args.offline is (rank > 0)

@@ -269,3 +269,23 @@ def test_a_signal_leaves_a_resumable_checkpoint_and_a_non_zero_exit(tmp_path, si
     assert "Restored all states from the checkpoint at runs/quickstart/version_0/checkpoints/last.ckpt" in output
     final = torch.load(tmp_path / RUN / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] > stopped["global_step"]
+
+
+@pytest.mark.parametrize(("fit_loop", "told"), [({"restarted_mid_epoch": True}, True), ({}, False)])
+def test_the_progress_bar_is_told_its_epoch_only_after_a_mid_epoch_resume_and_lightning_24_is_left_alone(
+    fit_loop, told
+):
+    """Lightning 2.4 (which pyproject allows) has no ``restarted_mid_epoch``: there the bar is left as
+    Lightning shows it, rather than failing."""
+    from types import SimpleNamespace
+
+    from resnode_lightning.training.progress import ResumedEpochProgress
+
+    calls = []
+    bar = SimpleNamespace(on_train_epoch_start=lambda trainer, module: calls.append(trainer))
+    trainer = SimpleNamespace(fit_loop=SimpleNamespace(**fit_loop), progress_bar_callback=bar)
+    callback = ResumedEpochProgress()
+    callback.on_train_start(trainer, None)
+    callback.on_train_batch_start(trainer, None, None, 0)
+    callback.on_train_batch_start(trainer, None, None, 1)
+    assert calls == ([trainer] if told else [])
