@@ -114,6 +114,34 @@ def run_seconds(folder: Path) -> int:
     return round((folder / "metrics.csv").stat().st_mtime - (folder / "config.yaml").stat().st_mtime)
 
 
+def report(record: dict, folders: dict[str, Path], title: str, styles: dict[str, tuple[str, str]], name: str) -> None:
+    """Each run's accuracy per epoch, time and stage-3 gradient error into ``record``, and the figure
+    docs/results/<name>.png: accuracy by epoch, and the error by step (where it is not 0: log scale)."""
+    record["runs"] = {
+        run: {
+            "accuracy_per_epoch": validation_curve(folder),
+            "run_seconds": run_seconds(folder),
+            "stage3_gradient_error": monitored_errors(folder, STAGE3),
+        }
+        for run, folder in folders.items()
+    }
+    figure, (accuracy, error) = plt.subplots(1, 2, figsize=(11, 4))
+    for run, measured in record["runs"].items():
+        color, style = styles[run]
+        curve = measured["accuracy_per_epoch"]
+        accuracy.plot(range(1, len(curve) + 1), curve, style, marker="o", color=color, label=run)
+        shown = [(step, median) for step, median, _ in measured["stage3_gradient_error"] if median > 0]
+        if shown:
+            error.semilogy(*zip(*shown), style, marker=".", color=color, label=run)
+    accuracy.set(xlabel="epoch", ylabel="test accuracy", title=title)
+    error.set(xlabel="training step", ylabel="median relative gradient error",
+              title="the adjoint's error in stage 3 during training")  # fmt: skip
+    accuracy.legend()
+    error.legend()
+    figure.tight_layout()
+    figure.savefig(figure_path(name), dpi=120)
+
+
 def main() -> None:
     with timed("figure3b_stage3_adjoint") as record:
         folders = {name: train(name, arguments) for name, arguments in RUNS.items()}
@@ -122,29 +150,9 @@ def main() -> None:
             f"{EPOCHS} epochs x {BATCHES} batches of 128, lr 0.1; accuracy on {VAL_BATCHES * 128} test images; "
             f"stage-3 gradient error on 16 images every {MONITOR_EVERY} steps"
         )
-        record["runs"] = {
-            name: {
-                "accuracy_per_epoch": validation_curve(folder),
-                "run_seconds": run_seconds(folder),
-                "stage3_gradient_error": monitored_errors(folder, STAGE3),
-            }
-            for name, folder in folders.items()
-        }
-        figure, (accuracy, error) = plt.subplots(1, 2, figsize=(11, 4))
-        for (name, run), color in zip(record["runs"].items(), COLORS):
-            curve = run["accuracy_per_epoch"]
-            accuracy.plot(range(1, len(curve) + 1), curve, marker="o", color=color, label=name)
-            if run["stage3_gradient_error"]:
-                steps, median, _ = zip(*run["stage3_gradient_error"][1:])  # step 0: zero residuals, error 0
-                error.semilogy(steps, median, marker=".", color=color, label=name)
+        styles = {name: (color, "-") for name, color in zip(RUNS, COLORS)}
         title = f"ResNet-101 (base width {BASE_WIDTH}) from scratch, CIFAR-10"
-        accuracy.set(xlabel="epoch", ylabel="test accuracy", title=title)
-        error.set(xlabel="training step", ylabel="median relative gradient error",
-                  title="the adjoint's error in stage 3 during training")  # fmt: skip
-        accuracy.legend()
-        error.legend()
-        figure.tight_layout()
-        figure.savefig(figure_path("figure3b_stage3_adjoint"), dpi=120)
+        report(record, folders, title, styles, "figure3b_stage3_adjoint")
 
 
 def long() -> None:
@@ -155,31 +163,20 @@ def long() -> None:
             f"from scratch; {LONG_EPOCHS} epochs x {BATCHES} batches of 128, lr 0.1, seeds {LONG_SEEDS}; accuracy "
             f"on {VAL_BATCHES * 128} test images; stage-3 gradient error on 16 images every {LONG_MONITOR_EVERY} steps"
         )
-        record["runs"] = {
-            name: {
-                "accuracy_per_epoch": validation_curve(folder),
-                "run_seconds": run_seconds(folder),
-                "stage3_gradient_error": monitored_errors(folder, STAGE3),
-            }
-            for name, folder in folders.items()
+        styles = {
+            name: (COLORS[LONG_SEEDS.index(int(name.rsplit(" ", 1)[1]))], "--" if name.startswith("adjoint") else "-")
+            for name in LONG_RUNS
         }
-        figure, (accuracy, error) = plt.subplots(1, 2, figsize=(11, 4))
-        for name, run in record["runs"].items():
-            color = COLORS[LONG_SEEDS.index(int(name.rsplit(" ", 1)[1]))]
-            style = "--" if name.startswith("adjoint") else "-"
-            curve = run["accuracy_per_epoch"]
-            accuracy.plot(range(1, len(curve) + 1), curve, style, marker="o", color=color, label=name)
-            if run["stage3_gradient_error"]:
-                steps, median, _ = zip(*run["stage3_gradient_error"])
-                error.semilogy(steps, median, style, marker=".", color=color, label=name)
         title = f"ResNet-101 (width {BASE_WIDTH}), residuals not zero at start, CIFAR-10"
-        accuracy.set(xlabel="epoch", ylabel="test accuracy", title=title)
-        error.set(xlabel="training step", ylabel="median relative gradient error",
-                  title="the adjoint's error in stage 3 during training")  # fmt: skip
-        accuracy.legend()
-        error.legend()
-        figure.tight_layout()
-        figure.savefig(figure_path("figure3b_nonzero_long"), dpi=120)
+        report(record, folders, title, styles, "figure3b_nonzero_long")
+        record["adjoint_minus_backprop"] = {
+            f"seed {seed}": {
+                what: round(pick(record["runs"][f"adjoint in stage 3, seed {seed}"]["accuracy_per_epoch"])
+                            - pick(record["runs"][f"backprop, seed {seed}"]["accuracy_per_epoch"]), 4)
+                for what, pick in [("last_accuracy", lambda curve: curve[-1]), ("best_accuracy", max)]
+            }
+            for seed in LONG_SEEDS
+        }  # fmt: skip
 
 
 if __name__ == "__main__":
