@@ -25,6 +25,7 @@ JPEGs are read from .cache/cifar10-jpg (`make .cache/cifar10-jpg` unpacks the sh
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 
@@ -32,7 +33,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from results import best_accuracy, figure_path, monitored_errors, timed
+from results import RESULTS, best_accuracy, figure_path, monitored_errors, timed
 from sweep_runs import CIFAR, WORK, finished_runs, run_sweep, sweep_wall_seconds
 
 EPOCHS, BATCHES, VAL_BATCHES, MONITOR_EVERY = 6, 50, 20, 25
@@ -151,8 +152,34 @@ def plot() -> None:
         figure.savefig(figure_path("figure4_depth"), dpi=120)
 
 
+def table() -> None:
+    """Print results.md's table from docs/results/figure4_depth.json: test error mean ± std (seeds), the
+    paired differences, and the adjoint's final gradient error (median over the seeds)."""
+    record = json.loads((RESULTS / "figure4_depth.json").read_text())
+    depths = sorted({cell["depth"] for cell in record["cells"]})
+    cells = {(c["scheme"], c["gradient"], c["depth"]): c for c in record["cells"]}
+    print("| depth N | " + " | ".join(map(str, depths)) + " |")
+    print("|---" * (len(depths) + 1) + "|")
+    for scheme, gradient, _ in CURVES:
+        row = [cells.get((scheme, gradient, depth)) for depth in depths]
+        shown = [f"{100 * c['test_error']['mean']:.1f} ± {100 * (c['test_error']['std'] or 0):.1f} % "
+                 f"({c['test_error']['seeds']})" if c else "" for c in row]  # fmt: skip
+        print(f"| {NAMES[scheme]}, {gradient} | " + " | ".join(shown) + " |")
+    differences = {f"{NAMES[s]}: adjoint − backprop": record["adjoint_minus_backprop"][s] for s in NAMES}
+    differences["adjoint: HeunNet − ResNet"] = record["heun_minus_euler_with_the_adjoint"]
+    for name, by_depth in differences.items():
+        shown = [by_depth.get(str(depth)) for depth in depths]
+        print(f"| {name} | " + " | ".join(
+            f"{100 * d['mean']:+.1f} ± {100 * (d['std'] or 0):.1f} ({sum(x > 0 for x in d['per_seed'])}/{d['seeds']})"
+            if d else "" for d in shown) + " |")  # fmt: skip
+    for scheme in NAMES:
+        finals = [cells.get((scheme, "adjoint", depth), {}).get("final_gradient_error", {}) for depth in depths]
+        shown = [f"{statistics.median(f.values()):.2g}" if f else "" for f in finals]
+        print(f"| {NAMES[scheme]} adjoint's gradient error at the end | " + " | ".join(shown) + " |")
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["plot"]:
-        plot()
+    if sys.argv[1:2] in (["plot"], ["table"]):
+        {"plot": plot, "table": table}[sys.argv[1]]()
     else:
         run([int(seed) for seed in sys.argv[2:]] or SEEDS)
