@@ -142,7 +142,7 @@ def plot() -> None:
         error.set(xlabel="depth N", ylabel=f"test error (mean ± std, {seeds})",
                   title=f"Figure 4 at CPU scale ({EPOCHS} short epochs, lr x N in the stack)")  # fmt: skip
         error.set_xscale("log", base=2)
-        gradient_error.set(xlabel="depth N", ylabel=f"median relative gradient error (median, min-max of {seeds})",
+        gradient_error.set(xlabel="depth N", ylabel=f"relative gradient error ({seeds}: median, min-max)",
                            title="the adjoint's gradient error at the last check")  # fmt: skip
         gradient_error.set_xscale("log", base=2)
         gradient_error.set_yscale("log")
