@@ -40,8 +40,8 @@ MODES = ("backprop", "checkpoint", "adjoint")
 SCHEMES = ("euler", "heun")
 TIMED_STEPS = {8: 5, 32: 4, 128: 3, 512: 2}  # timed pairs of steps per process, after a warm-up step
 ROUNDS = {8: 2, 32: 2, 128: 6, 512: 2}  # time processes per configuration
-# Processes differ by several per cent in a ratio measured in each (memory placement): the time
-# targets, at N = 128, take the median over 6 processes and print their spread.
+# Processes differ by several per cent in a ratio measured in each: at N = 128 the time targets take
+# the median of the pairs of 6 processes, and the floor's verdict prints the spread of their medians.
 # Time workers keep freed memory in the process, as PyTorch's caching allocator does on CUDA:
 # with glibc's defaults the adjoint's small, churning working set is handed back to the system
 # after every step and page-faulted in again (measured: 64k faults and +40 % time per step at

@@ -110,7 +110,9 @@ def plot() -> None:
                 "scheme": scheme, "gradient": gradient, "depth": depth,
                 "test_error": spread([run["test_error"] for run in runs.values()]),
                 "final_gradient_error": {
-                    seed: run["final_gradient_error"] for seed, run in runs.items() if run["final_gradient_error"]
+                    seed: run["final_gradient_error"]
+                    for seed, run in runs.items()
+                    if run["final_gradient_error"] is not None
                 },
                 "runs": runs,
             }
@@ -181,5 +183,7 @@ def table() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] in (["plot"], ["table"]):
         {"plot": plot, "table": table}[sys.argv[1]]()
-    else:
+    elif sys.argv[1:2] == ["run"]:
         run([int(seed) for seed in sys.argv[2:]] or SEEDS)
+    else:
+        raise SystemExit(f"usage: {sys.argv[0]} run [SEED ...] | plot | table")

@@ -197,20 +197,26 @@ def _step_vjp(
         y = x
         for k_j, a_ij in zip(outputs, stage.a):
             y = y.add(k_j.detach(), alpha=run.h * a_ij)
-        y = y.detach().requires_grad_(need_state or i > 0)
+        # ȳ_i is needed for a_n, and for the parameters of the stages before i (through k̄_j, j < i).
+        y = y.detach().requires_grad_(need_state or any(stage_params[:i]))
         inputs.append(y)
         outputs.append(functions[1 if stage.next else 0](y))
     y_bars: list[Tensor | None] = [None] * len(stages)
+    weighted: dict[float, Tensor] = {}  # h b a_{n+1}, once per distinct weight b (Heun: ½, ½)
     for i in reversed(range(len(stages))):
         y, k, params = inputs[i], outputs[i], stage_params[i]
-        wrt = ([y] if y.requires_grad else []) + params
-        if not wrt or not k.requires_grad:  # nothing here depends on what is differentiated
+        if not k.requires_grad:  # nothing here depends on what is differentiated
             continue
-        k_bar = a * (run.h * stages[i].b)
+        wrt = ([y] if y.requires_grad else []) + params
+        _refuse_foreign_leaves(k, wrt, run, n)  # also where wrt is empty: k then requires grad from outside
+        if not wrt:
+            continue
+        if stages[i].b not in weighted:
+            weighted[stages[i].b] = a * (run.h * stages[i].b)
+        k_bar = weighted[stages[i].b]
         for j in range(i + 1, len(stages)):
             if y_bars[j] is not None and stages[j].a[i]:
                 k_bar = k_bar.add(y_bars[j], alpha=run.h * stages[j].a[i])
-        _refuse_foreign_leaves(k, wrt, run, n)
         vjp = torch.autograd.grad(k, wrt, k_bar.to(k.dtype), allow_unused=True)
         if y.requires_grad:
             y_bars[i], vjp = vjp[0], vjp[1:]
