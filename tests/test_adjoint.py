@@ -394,3 +394,17 @@ def test_a_device_without_generator_state_is_refused():
     stack = ResidualStack([nn.Linear(6, 6, device="meta")], gradient="adjoint")
     with pytest.raises(RuntimeError, match="device type 'meta' has none .* gradient='checkpoint' or 'backprop'"):
         stack(torch.randn(2, 6, device="meta", requires_grad=True))
+
+
+def test_a_borrowed_parameter_in_a_frozen_stage_at_the_lowest_step_is_refused_too():
+    """Heun's step 0 evaluates a frozen block 0 and a trainable block 1; with an input that needs no
+    gradient, block 0's stage has nothing to differentiate, but its graph still reaches a tensor
+    from outside that requires grad: refused, not skipped."""
+    torch.manual_seed(0)
+    outside = nn.Parameter(torch.ones(6, dtype=torch.float64))
+    frozen = Borrowing(outside, None).requires_grad_(False)
+    blocks = [frozen, nn.Sequential(nn.Linear(6, 6), nn.Tanh()), nn.Sequential(nn.Linear(6, 6), nn.Tanh())]
+    stack = stack_of(blocks, scheme="heun", gradient="adjoint")
+    loss = stack(vectors()).square().sum()
+    with pytest.raises(RuntimeError, match=r"step 0 .* uses a tensor of shape \(6,?\) that requires grad but is not"):
+        loss.backward()
