@@ -120,10 +120,11 @@ def paired_times(stack, x, depth: int, scheme: str, tied: bool, device: str) -> 
         contenders.append(functools.partial(floor_step, stack, x, scheme, tied))
         contenders[-1]()
     times: list[list[float]] = [[] for _ in contenders]
+    timed = list(zip(contenders, times))
     for round_ in range(TIMED_STEPS.get(depth, 2)):
         # The order rotates from one round to the next, so that no contender always follows the same one.
-        shift = round_ % len(contenders)
-        for step, record in [*zip(contenders, times)][shift:] + [*zip(contenders, times)][:shift]:
+        shift = round_ % len(timed)
+        for step, record in timed[shift:] + timed[:shift]:
             sync()
             start = time.perf_counter()
             step()
